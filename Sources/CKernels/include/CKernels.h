@@ -1,0 +1,32 @@
+// Private shim: the few kernels Swift cannot vectorise on the default target (vectorised exp,
+// bf16 dot products). Each has a portable C path and an AVX-512 path chosen at run time.
+// Not API: TMFTensor wraps these and carries a Swift fallback with a parity test.
+#ifndef TMF_CKERNELS_H
+#define TMF_CKERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// 1 when the AVX-512F paths are in use on this CPU.
+int tmf_has_avx512(void);
+/// 1 when the CPU has AVX-512 BF16 dot products (vdpbf16ps).
+int tmf_has_avx512bf16(void);
+
+/// y[i] = exp(x[i]) for n elements (x and y may alias). Relative error below 2e-7.
+void tmf_vexp(const float *x, float *y, size_t n);
+
+/// Row-wise stable softmax over `rows` rows of `cols` floats: y = exp(x - max) / sum.
+void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
+
+/// Row-wise log-softmax: y = x - max - log(sum(exp(x - max))).
+void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
+
+/// y[i] = x[i] * sigmoid(x[i]) (SiLU), n elements.
+void tmf_silu(const float *x, float *y, size_t n);
+
+/// Dot product of two bf16 vectors (raw uint16 bits), accumulated in fp32.
+float tmf_dot_bf16(const uint16_t *a, const uint16_t *b, size_t n);
+
+/// Dot product of a bf16 vector with an fp32 vector, accumulated in fp32.
+float tmf_dot_bf16_f32(const uint16_t *a, const float *b, size_t n);
+
+#endif

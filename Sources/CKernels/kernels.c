@@ -1,0 +1,242 @@
+#include "CKernels.h"
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define TMF_X86 1
+#else
+#define TMF_X86 0
+#endif
+
+static int cpu_state = -1;  // -1 unknown, bit0 avx512f, bit1 avx512bf16
+
+static int cpu_flags(void) {
+    int s = cpu_state;
+    if (s >= 0) return s;
+    s = 0;
+#if TMF_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) s |= 1;
+    if (__builtin_cpu_supports("avx512bf16")) s |= 2;
+#endif
+    cpu_state = s;
+    return s;
+}
+
+int tmf_has_avx512(void) { return cpu_flags() & 1; }
+int tmf_has_avx512bf16(void) { return (cpu_flags() & 2) ? 1 : 0; }
+
+// ---- scalar exp with the same range reduction as the vector path ----
+static inline float exp_scalar(float x) {
+    if (x > 88.3762626647949f) return INFINITY;
+    if (x < -103.972084f) return 0.0f;
+    if (x != x) return x;
+    return expf(x);
+}
+
+#if TMF_X86
+// exp via 2^n * p(r), r = x - n ln2, |r| <= ln2/2, degree-6 polynomial (Cephes coefficients).
+__attribute__((target("avx512f")))
+static inline __m512 exp512(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.3762626647949f);
+    const __m512 lo = _mm512_set1_ps(-87.33654475f);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512 res = _mm512_scalef_ps(p, n);
+    // below the clamp: exact underflow to 0 (matching expf for very negative inputs)
+    __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-103.972084f), _CMP_LT_OQ);
+    res = _mm512_mask_mov_ps(res, tiny, _mm512_setzero_ps());
+    __mmask16 big = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+    res = _mm512_mask_mov_ps(res, big, _mm512_set1_ps(INFINITY));
+    // inputs between -103.97 and -87.34 are clamped above; recompute them exactly
+    return res;
+}
+
+__attribute__((target("avx512f")))
+static void vexp_avx512(const float *x, float *y, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __mmask16 sub = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-87.33654475f), _CMP_LT_OQ);
+        __m512 e = exp512(v);
+        _mm512_storeu_ps(y + i, e);
+        if (sub) {
+            for (int k = 0; k < 16; k++)
+                if (sub & (1u << k)) y[i + k] = exp_scalar(x[i + k]);
+        }
+    }
+    for (; i < n; i++) y[i] = exp_scalar(x[i]);
+}
+
+__attribute__((target("avx512f")))
+static void softmax_avx512(const float *x, float *y, size_t rows, size_t cols, int logmode) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        size_t i = 0;
+        __m512 vm = _mm512_set1_ps(-INFINITY);
+        for (; i + 16 <= cols; i += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(xr + i));
+        float m = _mm512_reduce_max_ps(vm);
+        for (; i < cols; i++) if (xr[i] > m) m = xr[i];
+        if (m == -INFINITY) m = 0.0f;  // a fully masked row: avoid (-inf) - (-inf)
+        __m512 mv = _mm512_set1_ps(m);
+        __m512 vs = _mm512_setzero_ps();
+        i = 0;
+        if (logmode) {
+            for (; i + 16 <= cols; i += 16) {
+                __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv));
+                vs = _mm512_add_ps(vs, e);
+            }
+        } else {
+            for (; i + 16 <= cols; i += 16) {
+                __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv));
+                _mm512_storeu_ps(yr + i, e);
+                vs = _mm512_add_ps(vs, e);
+            }
+        }
+        float s = _mm512_reduce_add_ps(vs);
+        for (; i < cols; i++) {
+            float e = exp_scalar(xr[i] - m);
+            if (!logmode) yr[i] = e;
+            s += e;
+        }
+        i = 0;
+        if (logmode) {
+            __m512 sh = _mm512_set1_ps(m + logf(s));
+            for (; i + 16 <= cols; i += 16) _mm512_storeu_ps(yr + i, _mm512_sub_ps(_mm512_loadu_ps(xr + i), sh));
+            float shs = m + logf(s);
+            for (; i < cols; i++) yr[i] = xr[i] - shs;
+        } else {
+            __m512 inv = _mm512_set1_ps(1.0f / s);
+            for (; i + 16 <= cols; i += 16) _mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_loadu_ps(yr + i), inv));
+            float invs = 1.0f / s;
+            for (; i < cols; i++) yr[i] *= invs;
+        }
+    }
+}
+
+__attribute__((target("avx512f")))
+static void silu_avx512(const float *x, float *y, size_t n) {
+    size_t i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_storeu_ps(y + i, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+    }
+    for (; i < n; i++) y[i] = x[i] / (1.0f + exp_scalar(-x[i]));
+}
+
+__attribute__((target("avx512f,avx512bf16,avx512bw")))
+static float dot_bf16_avx512(const uint16_t *a, const uint16_t *b, size_t n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
+        acc1 = _mm512_dpbf16_ps(acc1, (__m512bh)_mm512_loadu_si512(a + i + 32), (__m512bh)_mm512_loadu_si512(b + i + 32));
+    }
+    for (; i + 32 <= n; i += 32)
+        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        uint32_t ua = (uint32_t)a[i] << 16, ub = (uint32_t)b[i] << 16;
+        float fa, fb; memcpy(&fa, &ua, 4); memcpy(&fb, &ub, 4);
+        s += fa * fb;
+    }
+    return s;
+}
+
+__attribute__((target("avx512f")))
+static float dot_bf16_f32_avx512(const uint16_t *a, const float *b, size_t n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i a0 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(a + i))), 16);
+        __m512i a1 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(a + i + 16))), 16);
+        acc0 = _mm512_fmadd_ps(_mm512_castsi512_ps(a0), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_castsi512_ps(a1), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        uint32_t ua = (uint32_t)a[i] << 16; float fa; memcpy(&fa, &ua, 4);
+        s += fa * b[i];
+    }
+    return s;
+}
+#endif
+
+void tmf_vexp(const float *x, float *y, size_t n) {
+#if TMF_X86
+    if (cpu_flags() & 1) { vexp_avx512(x, y, n); return; }
+#endif
+    for (size_t i = 0; i < n; i++) y[i] = exp_scalar(x[i]);
+}
+
+static void softmax_scalar(const float *x, float *y, size_t rows, size_t cols, int logmode) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        float m = -INFINITY;
+        for (size_t i = 0; i < cols; i++) if (xr[i] > m) m = xr[i];
+        if (m == -INFINITY) m = 0.0f;
+        float s = 0.0f;
+        for (size_t i = 0; i < cols; i++) { float e = exp_scalar(xr[i] - m); if (!logmode) yr[i] = e; s += e; }
+        if (logmode) { float sh = m + logf(s); for (size_t i = 0; i < cols; i++) yr[i] = xr[i] - sh; }
+        else { float inv = 1.0f / s; for (size_t i = 0; i < cols; i++) yr[i] *= inv; }
+    }
+}
+
+void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
+#if TMF_X86
+    if (cpu_flags() & 1) { softmax_avx512(x, y, rows, cols, 0); return; }
+#endif
+    softmax_scalar(x, y, rows, cols, 0);
+}
+
+void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
+#if TMF_X86
+    if (cpu_flags() & 1) { softmax_avx512(x, y, rows, cols, 1); return; }
+#endif
+    softmax_scalar(x, y, rows, cols, 1);
+}
+
+void tmf_silu(const float *x, float *y, size_t n) {
+#if TMF_X86
+    if (cpu_flags() & 1) { silu_avx512(x, y, n); return; }
+#endif
+    for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + exp_scalar(-x[i]));
+}
+
+static inline float bf16_to_f32(uint16_t v) {
+    uint32_t u = (uint32_t)v << 16; float f; memcpy(&f, &u, 4); return f;
+}
+
+float tmf_dot_bf16(const uint16_t *a, const uint16_t *b, size_t n) {
+#if TMF_X86
+    if (cpu_flags() & 2) return dot_bf16_avx512(a, b, n);
+#endif
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) s += bf16_to_f32(a[i]) * bf16_to_f32(b[i]);
+    return s;
+}
+
+float tmf_dot_bf16_f32(const uint16_t *a, const float *b, size_t n) {
+#if TMF_X86
+    if (cpu_flags() & 1) return dot_bf16_f32_avx512(a, b, n);
+#endif
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) s += bf16_to_f32(a[i]) * b[i];
+    return s;
+}

@@ -1,0 +1,1 @@
+// Intentionally empty: the target exists to carry the header and the link flag.
