@@ -9,6 +9,17 @@
 #define TMF_X86 0
 #endif
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+void tmf_configure_malloc(void) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
 static int cpu_state = -1;  // -1 unknown, bit0 avx512f, bit1 avx512bf16
 
 static int cpu_flags(void) {

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 #if canImport(Glibc)
 import Glibc
@@ -49,10 +50,7 @@ enum Allocator {
     /// Keeps large freed blocks in the heap instead of returning them to the kernel, so that
     /// a tensor allocated per op or per step reuses warm pages instead of faulting in new ones.
     static let configureOnce: Void = {
-        #if canImport(Glibc)
-        _ = mallopt(M_MMAP_THRESHOLD, 1 << 30)
-        _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
-        #endif
+        tmf_configure_malloc()
     }()
 }
 

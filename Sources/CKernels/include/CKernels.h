@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/// Keeps large freed blocks in the heap (glibc mallopt) so per-op tensors reuse warm pages.
+void tmf_configure_malloc(void);
+
 /// 1 when the AVX-512F paths are in use on this CPU.
 int tmf_has_avx512(void);
 /// 1 when the CPU has AVX-512 BF16 dot products (vdpbf16ps).

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what tmf needs on Debian (as root, or through sudo) and then either
+#   train: builds tmf in release mode and runs it on the bundled defaults, or
+#   test:  builds and runs the whole test suite.
+# Usage: bash Scripts/bootstrap.sh train|test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-test}"
+packages=(libopenblas-dev libsentencepiece-dev libpng-dev pkg-config)
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); else
+    echo "bootstrap: run as root or install sudo (needed for apt-get)" >&2; exit 1; fi
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do
+    [ -x "$d/swift" ] && export PATH="$d:$PATH" && break
+  done
+fi
+command -v swift >/dev/null 2>&1 || { echo "bootstrap: Swift 6 is not installed (see swift.org/install)" >&2; exit 1; }
+
+case "$mode" in
+  train)
+    swift build -c release --product tmf
+    bin="$(swift build -c release --show-bin-path)/tmf"
+    if "$bin" train --help >/dev/null 2>&1; then exec "$bin" train "${@:2}"; fi
+    echo "bootstrap: 'tmf train' is not built yet; showing the commands that are:"
+    exec "$bin" --help
+    ;;
+  test)
+    swift build --build-tests
+    exec swift test --skip-build "${@:2}"
+    ;;
+  *)
+    echo "bootstrap: unknown mode '$mode' (train or test)" >&2; exit 2 ;;
+esac

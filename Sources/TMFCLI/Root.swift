@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+
+/// The `tmf` command: a root with one subcommand per task (DESIGN.md §2).
+public struct TMFCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "tmf",
+        abstract: "Train and serve a Triple Modality Fusion recommender on CPUs.",
+        subcommands: [BenchCommand.self]
+    )
+
+    public init() {}
+}
+
+/// Options shared by commands that run numeric work.
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "OpenBLAS threads (default: all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+}
+
+/// Writes one line to standard error.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}

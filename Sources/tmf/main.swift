@@ -1,0 +1,3 @@
+import TMFCLI
+
+TMFCommand.main()
