@@ -26,6 +26,7 @@ let package = Package(
         // Swift modules, bottom up.
         .target(name: "TMFTensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: release),
         .target(name: "TMFCheckpoint", dependencies: ["TMFTensor"], swiftSettings: release),
+        .target(name: "TMFImage", dependencies: ["CPNG"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
