@@ -40,7 +40,7 @@ int tmf_has_avx512bf16(void) { return (cpu_flags() & 2) ? 1 : 0; }
 
 // ---- scalar exp with the same range reduction as the vector path ----
 static inline float exp_scalar(float x) {
-    if (x > 88.3762626647949f) return INFINITY;
+    if (x > 88.72283935546875f) return INFINITY;
     if (x < -103.972084f) return 0.0f;
     if (x != x) return x;
     return expf(x);
@@ -50,7 +50,7 @@ static inline float exp_scalar(float x) {
 // exp via 2^n * p(r), r = x - n ln2, |r| <= ln2/2, degree-6 polynomial (Cephes coefficients).
 __attribute__((target("avx512f")))
 static inline __m512 exp512(__m512 x) {
-    const __m512 hi = _mm512_set1_ps(88.3762626647949f);
+    const __m512 hi = _mm512_set1_ps(88.72283935546875f);
     const __m512 lo = _mm512_set1_ps(-87.33654475f);
     __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),

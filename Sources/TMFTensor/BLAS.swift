@@ -1,0 +1,39 @@
+import COpenBLAS
+
+/// The BLAS entry points tmf uses. `TMFTensor` is the only module that calls BLAS; other
+/// modules go through `Tensor` ops or, for benchmarks, through these wrappers.
+public enum BLAS {
+    /// OpenBLAS's worker threads. Set it once (e.g. from `--threads`); default all cores.
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+    }
+
+    /// Sets OpenBLAS's thread count (at least 1).
+    public static func setThreads(_ n: Int) {
+        openblas_set_num_threads(Int32(max(1, n)))
+    }
+
+    /// Row-major C[M, N] = alpha · op(A) · op(B) + beta · C, with op(A) [M, K] and op(B) [K, N].
+    /// A is stored [M, K] (or [K, M] when `transA`), B is stored [K, N] (or [N, K] when `transB`);
+    /// `lda`, `ldb`, `ldc` are the row strides of the stored matrices.
+    public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            // C = beta · C
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        cblas_sgemm(TMFCblasRowMajor, transA ? TMFCblasTrans : TMFCblasNoTrans,
+                    transB ? TMFCblasTrans : TMFCblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// Row-major y[M] = alpha · A[M, N] · x[N] + beta · y (or Aᵀ·x with `trans`, y then [N]).
+    public static func sgemv(trans: Bool, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                             x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
+        cblas_sgemv(TMFCblasRowMajor, trans ? TMFCblasTrans : TMFCblasNoTrans, Int32(m), Int32(n),
+                    alpha, a, Int32(lda), x, 1, beta, y, 1)
+    }
+}

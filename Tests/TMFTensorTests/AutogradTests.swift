@@ -1,0 +1,99 @@
+import Foundation
+import XCTest
+@testable import TMFTensor
+import TMFTestSupport
+
+final class AutogradTests: XCTestCase {
+    func testGradientsAccumulateOverUsesAndCalls() {
+        let x = Tensor([1, 2, 3], shape: [3], requiresGrad: true)
+        let y = x * x + x  // dy/dx = 2x + 1
+        y.sum().backward()
+        XCTAssertEqual(x.grad!.scalars, [3, 5, 7])
+        // A second backward accumulates (PyTorch semantics) until the gradient is cleared.
+        (x * x + x).sum().backward()
+        XCTAssertEqual(x.grad!.scalars, [6, 10, 14])
+    }
+
+    func testSameTensorTwiceAsOperand() {
+        let x = Tensor([1, -2], shape: [2], requiresGrad: true)
+        (x + x).sum().backward()
+        XCTAssertEqual(x.grad!.scalars, [2, 2])
+        x.grad = nil
+        let h = x * 3
+        (h + h).sum().backward()  // h's gradient must not alias between the two parents
+        XCTAssertEqual(x.grad!.scalars, [6, 6])
+    }
+
+    func testNoGradRecordsNothing() {
+        let w = Tensor([1, 2], shape: [2], requiresGrad: true)
+        let y = withNoGrad { (w * w).sum() }
+        XCTAssertFalse(y.requiresGrad)
+        XCTAssertTrue(y.isLeaf)
+    }
+
+    func testFrozenInputsGetNoGradient() {
+        let frozen = Tensor([1, 2], shape: [1, 2])
+        let w = Tensor([3, 4], shape: [2, 1], requiresGrad: true)
+        Tensor.matmul(frozen, w).sum().backward()
+        XCTAssertNil(frozen.grad)
+        XCTAssertEqual(w.grad!.scalars, [1, 2])
+    }
+
+    /// The tape must not keep itself alive: once the loss is gone, every intermediate is freed.
+    func testGraphIsFreedWithTheLoss() {
+        weak var weakIntermediate: Tensor?
+        weak var weakLoss: Tensor?
+        let w = Tensor([0.5, -1, 2, 0.1], shape: [2, 2], requiresGrad: true)
+        do {
+            let h = Tensor.matmul(w, w).softmax().logSoftmax().silu().exp()
+            let n = Tensor.layerNorm(h, weight: Tensor(repeating: 1, shape: [2]), bias: Tensor(zeros: [2]), eps: 1e-5)
+            let loss = (n / (h + 1)).sum()
+            weakIntermediate = h
+            weakLoss = loss
+            loss.backward()
+        }
+        XCTAssertNil(weakIntermediate)
+        XCTAssertNil(weakLoss)
+        XCTAssertNotNil(w.grad)
+    }
+
+    func testDeepChainDoesNotOverflowTheStack() {
+        let x = Tensor([1], shape: [1], requiresGrad: true)
+        var y = x
+        for _ in 0..<20_000 { y = y + 0 }
+        y.sum().backward()
+        XCTAssertEqual(x.grad!.scalars, [1])
+    }
+
+    func testDropoutStatisticsAndGradient() {
+        var rng = SeededRNG(seed: 1)
+        let x = Tensor(repeating: 1, shape: [10_000], requiresGrad: true)
+        let y = x.dropout(0.25, rng: &rng)
+        let zeros = y.scalars.filter { $0 == 0 }.count
+        XCTAssertEqual(Double(zeros) / 10_000, 0.25, accuracy: 0.02)
+        XCTAssertTrue(y.scalars.allSatisfy { $0 == 0 || abs($0 - 1 / 0.75) < 1e-6 })
+        y.sum().backward()
+        XCTAssertEqual(x.grad!.scalars, y.scalars)  // d/dx of mask·x is the mask
+        var rng2 = SeededRNG(seed: 1)
+        XCTAssertEqual(x.detached().dropout(0.25, rng: &rng2).scalars, y.scalars, "seeded dropout repeats")
+        XCTAssertTrue(x.dropout(0.25, training: false, rng: &rng) === x)
+    }
+
+    func testCrossEntropyAllIgnoredIsNaNLikeTorch() {
+        let logits = Tensor(zeros: [2, 3], requiresGrad: true)
+        XCTAssertTrue(Tensor.crossEntropy(logits, targets: [-100, -100]).item.isNaN)
+    }
+
+    func testRotaryPreservesNormAndPositionZeroIsIdentity() {
+        var rng = SeededRNG(seed: 2)
+        let x = Tensor.normal([1, 2, 3, 8], rng: &rng)
+        let rope = RotaryEmbedding(headDim: 8, theta: 10000)
+        let y = x.rotaryEmbedded(rope, positions: [0, 7, 100])
+        assertClose(Array(y.scalars[0..<8]), Array(x.scalars[0..<8]), rtol: 0, atol: 0)
+        for row in 0..<6 {
+            let a = x.scalars[(row * 8)..<(row * 8 + 8)].reduce(0) { $0 + $1 * $1 }
+            let b = y.scalars[(row * 8)..<(row * 8 + 8)].reduce(0) { $0 + $1 * $1 }
+            XCTAssertEqual(a, b, accuracy: 1e-4)
+        }
+    }
+}
