@@ -20,7 +20,7 @@ void tmf_configure_malloc(void) {
 #endif
 }
 
-static int cpu_state = -1;  // -1 unknown, bit0 avx512f, bit1 avx512bf16
+static int cpu_state = -1;  // -1 unknown, bit0 avx512f, bit1 avx512bf16, bit2 avx2+fma
 
 static int cpu_flags(void) {
     int s = cpu_state;
@@ -30,6 +30,7 @@ static int cpu_flags(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) s |= 1;
     if (__builtin_cpu_supports("avx512bf16")) s |= 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) s |= 4;
 #endif
     cpu_state = s;
     return s;
@@ -37,6 +38,7 @@ static int cpu_flags(void) {
 
 int tmf_has_avx512(void) { return cpu_flags() & 1; }
 int tmf_has_avx512bf16(void) { return (cpu_flags() & 2) ? 1 : 0; }
+int tmf_has_avx2(void) { return (cpu_flags() & 4) ? 1 : 0; }
 
 // ---- scalar exp with the same range reduction as the vector path ----
 static inline float exp_scalar(float x) {
@@ -186,11 +188,158 @@ static float dot_bf16_f32_avx512(const uint16_t *a, const float *b, size_t n) {
     }
     return s;
 }
+
+// ---- AVX2 + FMA paths (same algorithms as the AVX-512 ones, 8 lanes) ----
+__attribute__((target("avx2,fma")))
+static inline __m256 exp256(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.72283935546875f);
+    const __m256 lo = _mm256_set1_ps(-87.33654475f);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // 2^n split in two factors so n = 128 (x near the overflow edge) stays finite.
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1);
+    __m256i n2 = _mm256_sub_epi32(ni, n1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+    return res;
+}
+
+__attribute__((target("avx2,fma")))
+static inline float hsum256(__m256 v) {
+    float t[8]; memcpy(t, &v, 32);
+    return ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+}
+__attribute__((target("avx2,fma")))
+static inline float hmax256(__m256 v) {
+    float t[8]; memcpy(t, &v, 32);
+    float m = t[0];
+    for (int i = 1; i < 8; i++) if (t[i] > m) m = t[i];
+    return m;
+}
+
+__attribute__((target("avx2,fma")))
+static void vexp_avx2(const float *x, float *y, size_t n) {
+    size_t i = 0;
+    const __m256 lo = _mm256_set1_ps(-87.33654475f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        int sub = _mm256_movemask_ps(_mm256_cmp_ps(v, lo, _CMP_LT_OQ));
+        _mm256_storeu_ps(y + i, exp256(v));
+        if (sub) for (int k = 0; k < 8; k++) if (sub & (1 << k)) y[i + k] = exp_scalar(x[i + k]);
+    }
+    for (; i < n; i++) y[i] = exp_scalar(x[i]);
+}
+
+__attribute__((target("avx2,fma")))
+static void softmax_avx2(const float *x, float *y, size_t rows, size_t cols, int logmode) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        size_t i = 0;
+        __m256 vm = _mm256_set1_ps(-INFINITY);
+        for (; i + 8 <= cols; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(xr + i));
+        float m = hmax256(vm);
+        for (; i < cols; i++) if (xr[i] > m) m = xr[i];
+        if (m == -INFINITY) m = 0.0f;
+        __m256 mv = _mm256_set1_ps(m);
+        __m256 vs = _mm256_setzero_ps();
+        i = 0;
+        for (; i + 8 <= cols; i += 8) {
+            __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mv));
+            if (!logmode) _mm256_storeu_ps(yr + i, e);
+            vs = _mm256_add_ps(vs, e);
+        }
+        float s = hsum256(vs);
+        for (; i < cols; i++) {
+            float e = exp_scalar(xr[i] - m);
+            if (!logmode) yr[i] = e;
+            s += e;
+        }
+        i = 0;
+        if (logmode) {
+            float shs = m + logf(s);
+            __m256 sh = _mm256_set1_ps(shs);
+            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(yr + i, _mm256_sub_ps(_mm256_loadu_ps(xr + i), sh));
+            for (; i < cols; i++) yr[i] = xr[i] - shs;
+        } else {
+            float invs = 1.0f / s;
+            __m256 inv = _mm256_set1_ps(invs);
+            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_loadu_ps(yr + i), inv));
+            for (; i < cols; i++) yr[i] *= invs;
+        }
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void silu_avx2(const float *x, float *y, size_t n) {
+    size_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) y[i] = x[i] / (1.0f + exp_scalar(-x[i]));
+}
+
+__attribute__((target("avx2,fma")))
+static float dot_bf16_f32_avx2(const uint16_t *a, const float *b, size_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a0 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(a + i))), 16);
+        __m256i a1 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(a + i + 8))), 16);
+        acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(a0), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(a1), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float s = hsum256(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        uint32_t ua = (uint32_t)a[i] << 16; float fa; memcpy(&fa, &ua, 4);
+        s += fa * b[i];
+    }
+    return s;
+}
+
+__attribute__((target("avx2,fma")))
+static float dot_bf16_avx2(const uint16_t *a, const uint16_t *b, size_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a0 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(a + i))), 16);
+        __m256i a1 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(a + i + 8))), 16);
+        __m256i b0 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + i))), 16);
+        __m256i b1 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + i + 8))), 16);
+        acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(a0), _mm256_castsi256_ps(b0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(a1), _mm256_castsi256_ps(b1), acc1);
+    }
+    float s = hsum256(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        uint32_t ua = (uint32_t)a[i] << 16, ub = (uint32_t)b[i] << 16;
+        float fa, fb; memcpy(&fa, &ua, 4); memcpy(&fb, &ub, 4);
+        s += fa * fb;
+    }
+    return s;
+}
 #endif
 
 void tmf_vexp(const float *x, float *y, size_t n) {
 #if TMF_X86
     if (cpu_flags() & 1) { vexp_avx512(x, y, n); return; }
+    if (cpu_flags() & 4) { vexp_avx2(x, y, n); return; }
 #endif
     for (size_t i = 0; i < n; i++) y[i] = exp_scalar(x[i]);
 }
@@ -212,6 +361,7 @@ static void softmax_scalar(const float *x, float *y, size_t rows, size_t cols, i
 void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
 #if TMF_X86
     if (cpu_flags() & 1) { softmax_avx512(x, y, rows, cols, 0); return; }
+    if (cpu_flags() & 4) { softmax_avx2(x, y, rows, cols, 0); return; }
 #endif
     softmax_scalar(x, y, rows, cols, 0);
 }
@@ -219,6 +369,7 @@ void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
 void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
 #if TMF_X86
     if (cpu_flags() & 1) { softmax_avx512(x, y, rows, cols, 1); return; }
+    if (cpu_flags() & 4) { softmax_avx2(x, y, rows, cols, 1); return; }
 #endif
     softmax_scalar(x, y, rows, cols, 1);
 }
@@ -226,6 +377,7 @@ void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
 void tmf_silu(const float *x, float *y, size_t n) {
 #if TMF_X86
     if (cpu_flags() & 1) { silu_avx512(x, y, n); return; }
+    if (cpu_flags() & 4) { silu_avx2(x, y, n); return; }
 #endif
     for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + exp_scalar(-x[i]));
 }
@@ -237,6 +389,7 @@ static inline float bf16_to_f32(uint16_t v) {
 float tmf_dot_bf16(const uint16_t *a, const uint16_t *b, size_t n) {
 #if TMF_X86
     if (cpu_flags() & 2) return dot_bf16_avx512(a, b, n);
+    if (cpu_flags() & 4) return dot_bf16_avx2(a, b, n);
 #endif
     float s = 0.0f;
     for (size_t i = 0; i < n; i++) s += bf16_to_f32(a[i]) * bf16_to_f32(b[i]);
@@ -246,6 +399,7 @@ float tmf_dot_bf16(const uint16_t *a, const uint16_t *b, size_t n) {
 float tmf_dot_bf16_f32(const uint16_t *a, const float *b, size_t n) {
 #if TMF_X86
     if (cpu_flags() & 1) return dot_bf16_f32_avx512(a, b, n);
+    if (cpu_flags() & 4) return dot_bf16_f32_avx2(a, b, n);
 #endif
     float s = 0.0f;
     for (size_t i = 0; i < n; i++) s += bf16_to_f32(a[i]) * b[i];

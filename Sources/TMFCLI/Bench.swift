@@ -2,19 +2,105 @@ import ArgumentParser
 import Foundation
 import TMFTensor
 
-/// `tmf bench [what]`: speed figures beside the machine's own limits.
+/// `tmf bench [what]`: speed figures beside the machine's own limits (raw sgemm, memory copy),
+/// so the ratios hold on any machine. Run from a release build.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure speed against this machine's sgemm peak and memory bandwidth (release builds)."
+        abstract: "Measure speed against this machine's sgemm peak and memory bandwidth (release builds).",
+        discussion: "what: ops (sgemm shapes, elementwise ops, softmax, RMSNorm)."
     )
 
     @Argument(help: "What to measure: ops.")
     var what: String = "ops"
 
+    @Option(help: "Repetitions per figure (the median is reported).")
+    var repeats: Int = 5
+
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        throw ValidationError("bench '\(what)' is not implemented yet")
+    func validate() throws {
+        guard ["ops"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; choose: ops") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
     }
+
+    func run() throws {
+        let threads = compute.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        BLAS.setThreads(threads)
+        #if DEBUG
+        print("warning: debug build; run `swift build -c release` and bench the release binary for real figures")
+        #endif
+        print("tmf bench ops: \(threads) OpenBLAS thread(s); elementwise ops and the copy run on 1 thread; median of \(repeats)")
+        OpsBench(repeats: repeats).run()
+    }
+}
+
+/// Seconds taken by `body`, median of `repeats` after one warm-up run.
+func medianSeconds(_ repeats: Int, _ body: () -> Void) -> Double {
+    body()
+    var times: [Double] = []
+    for _ in 0..<repeats {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    }
+    times.sort()
+    return times[times.count / 2]
+}
+
+struct OpsBench {
+    let repeats: Int
+
+    func run() {
+        var rng = SeededRNG(seed: 0)
+        print("\n== matmul (GFLOP/s; ours vs raw cblas_sgemm on the same buffers) ==")
+        print(pad("shape (M×K·K×N)", 30) + pad("raw sgemm", 12) + pad("tmf", 12) + "ratio")
+        for (m, k, n, label) in [(1024, 1024, 1024, "square 1024"), (2048, 2048, 2048, "square 2048"),
+                                 (256, 4096, 4096, "M=256 K=4096 N=4096"), (256, 4096, 11008, "M=256 K=4096 N=11008"),
+                                 (256, 11008, 4096, "M=256 K=11008 N=4096")] {
+            let x = Tensor.normal([m, k], rng: &rng)
+            let w = Tensor.normal([n, k], std: 0.02, rng: &rng)  // [out, in] like a checkpoint
+            let c = Tensor(zeros: [m, n])
+            let flops = 2.0 * Double(m) * Double(n) * Double(k)
+            let raw = medianSeconds(repeats) {
+                BLAS.sgemm(transA: false, transB: true, m: m, n: n, k: k, a: x.pointer, lda: k,
+                           b: w.pointer, ldb: k, beta: 0, c: c.pointer, ldc: n)
+            }
+            let ours = medianSeconds(repeats) { _ = withNoGrad { Tensor.linear(x, weight: w) } }
+            print(pad(label, 30) + pad(gf(flops / raw), 12) + pad(gf(flops / ours), 12) + String(format: "%.1f%%", 100 * raw / ours))
+        }
+
+        let n = 1 << 24  // 16M floats, 64 MB per operand: far beyond the caches
+        let a = Tensor.normal([n], rng: &rng), b = Tensor.normal([n], rng: &rng)
+        let dst = Tensor(zeros: [n])
+        let copy = medianSeconds(repeats) { memcpy(dst.pointer, a.pointer, n * 4) }
+        let copyBW = Double(2 * n * 4) / copy
+        print("\n== memory-bound ops over \(n / (1 << 20))M floats (GB/s = bytes read + written per second) ==")
+        print(pad("op", 30) + pad("ns/element", 12) + pad("GB/s", 12) + "of copy")
+        func report(_ name: String, bytesPerElement: Int, elements: Int, _ secs: Double) {
+            let bw = Double(bytesPerElement * elements) / secs
+            print(pad(name, 30) + pad(String(format: "%.3f", secs * 1e9 / Double(elements)), 12)
+                  + pad(String(format: "%.1f", bw / 1e9), 12) + String(format: "%.0f%%", 100 * bw / copyBW))
+        }
+        report("memcpy (reference)", bytesPerElement: 8, elements: n, copy)
+        withNoGrad {
+            report("add", bytesPerElement: 12, elements: n, medianSeconds(repeats) { _ = a + b })
+            report("mul", bytesPerElement: 12, elements: n, medianSeconds(repeats) { _ = a * b })
+            report("add row-broadcast [.,4096]", bytesPerElement: 12, elements: n,
+                   medianSeconds(repeats) { _ = a.reshaped([n / 4096, 4096]) + Tensor(zeros: [4096]) })
+            report("scale", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = a.scale(0.5) })
+            report("exp", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = a.exp() })
+            report("silu", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = a.silu() })
+            report("gelu (erf)", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = a.gelu() })
+            let rows = a.reshaped([n / 4096, 4096])
+            let weight = Tensor(repeating: 1, shape: [4096])
+            report("softmax rows of 4096", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = rows.softmax() })
+            report("log-softmax rows of 4096", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = rows.logSoftmax() })
+            report("RMSNorm rows of 4096", bytesPerElement: 8, elements: n,
+                   medianSeconds(repeats) { _ = Tensor.rmsNorm(rows, weight: weight, eps: 1e-5) })
+        }
+    }
+
+    func gf(_ flopsPerSecond: Double) -> String { String(format: "%.1f", flopsPerSecond / 1e9) }
+    func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count) }
 }

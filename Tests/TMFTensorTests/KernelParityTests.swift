@@ -21,8 +21,8 @@ final class KernelParityTests: XCTestCase {
         var rng = SeededRNG(seed: 4)
         for cols in [1, 5, 16, 17, 100, 4096] {
             let x = Tensor.normal([3, cols], std: 4, rng: &rng)
-            assertClose(withNoGrad { x.softmax() }.scalars, Kernels.softmaxReference(x).scalars, rtol: 2e-6, atol: 1e-8)
-            assertClose(withNoGrad { x.logSoftmax() }.scalars, Kernels.logSoftmaxReference(x).scalars, rtol: 2e-6, atol: 2e-6)
+            assertClose(withNoGrad { x.softmax() }.scalars, Kernels.softmaxReference(x).scalars, rtol: 1e-5, atol: 1e-8)  // summation order differs
+            assertClose(withNoGrad { x.logSoftmax() }.scalars, Kernels.logSoftmaxReference(x).scalars, rtol: 1e-5, atol: 1e-5)
             assertClose(withNoGrad { x.silu() }.scalars, x.scalars.map { $0 / (1 + Foundation.exp(-$0)) }, rtol: 2e-6, atol: 1e-7)
         }
     }

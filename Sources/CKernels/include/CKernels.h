@@ -1,5 +1,6 @@
 // Private shim: the few kernels Swift cannot vectorise on the default target (vectorised exp,
-// bf16 dot products). Each has a portable C path and an AVX-512 path chosen at run time.
+// bf16 dot products). Each has a portable C path, an AVX2+FMA path and an AVX-512 path,
+// chosen at run time from the CPU's flags.
 // Not API: TMFTensor wraps these and carries a Swift fallback with a parity test.
 #ifndef TMF_CKERNELS_H
 #define TMF_CKERNELS_H
@@ -11,6 +12,8 @@ void tmf_configure_malloc(void);
 
 /// 1 when the AVX-512F paths are in use on this CPU.
 int tmf_has_avx512(void);
+/// 1 when the AVX2 + FMA paths are available (used when AVX-512 is not).
+int tmf_has_avx2(void);
 /// 1 when the CPU has AVX-512 BF16 dot products (vdpbf16ps).
 int tmf_has_avx512bf16(void);
 
