@@ -9,12 +9,14 @@ public struct ShapeMismatch: Sendable, Equatable, CustomStringConvertible {
     /// Shape of the model's parameter.
     public var modelShape: [Int]
 
+    /// A mismatch for parameter `key`.
     public init(key: String, checkpointShape: [Int], modelShape: [Int]) {
         self.key = key
         self.checkpointShape = checkpointShape
         self.modelShape = modelShape
     }
 
+    /// `key (checkpoint [..], model [..])`.
     public var description: String {
         "\(key) (checkpoint \(checkpointShape), model \(modelShape))"
     }
@@ -33,6 +35,7 @@ public struct LoadMismatch: Sendable, Equatable {
     /// Parameters that two or more checkpoint tensors map to after renaming (sorted).
     public var duplicates: [String]
 
+    /// A report for `source` (lists as given).
     public init(source: String, missing: [String], unexpected: [String], wrongShape: [ShapeMismatch],
                 duplicates: [String] = []) {
         self.source = source
@@ -98,6 +101,7 @@ public enum CheckpointError: Error, LocalizedError, Equatable {
     /// Strict loading found missing, unexpected, wrongly shaped or duplicate keys (all listed).
     case keyMismatch(LoadMismatch)
 
+    /// One paragraph: what is wrong, in which file and tensor, and what to do.
     public var errorDescription: String? {
         switch self {
         case let .cannotOpen(path, reason):
@@ -163,7 +167,11 @@ public enum CheckpointError: Error, LocalizedError, Equatable {
                 + "permissions of the folder."
         case let .keyMismatch(m):
             var parts: [String] = []
-            func list(_ items: [String]) -> String { items.joined(separator: ", ") }
+            // The error value holds every key; the message shows the first 50 of each kind.
+            func list(_ items: [String]) -> String {
+                let shown = items.prefix(50).joined(separator: ", ")
+                return items.count > 50 ? shown + ", … and \(items.count - 50) more" : shown
+            }
             if !m.missing.isEmpty { parts.append("\(m.missing.count) missing: \(list(m.missing))") }
             if !m.unexpected.isEmpty { parts.append("\(m.unexpected.count) unexpected: \(list(m.unexpected))") }
             if !m.wrongShape.isEmpty {

@@ -75,7 +75,7 @@ public final class CheckpointFolder: TensorSource, @unchecked Sendable {
         } catch {
             throw CheckpointError.invalidIndex(path: path, reason: "cannot read it (\(error.localizedDescription))")
         }
-        guard String(validating: bytes, as: UTF8.self) != nil else {
+        guard JSONReader.isValidUTF8(bytes) else {
             throw CheckpointError.invalidIndex(path: path, reason: "it is not valid UTF-8")
         }
         let root: JSONValue

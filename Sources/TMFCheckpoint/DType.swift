@@ -55,6 +55,7 @@ public enum SafeTensorsDType: String, CaseIterable, Sendable, Comparable {
     /// Position in the safetensors declaration order.
     var rank: Int { Self.allCases.firstIndex(of: self)! }
 
+    /// Safetensors declaration order (BOOL < … < F16 < BF16 < … < F32 < … < F64 < I64 < U64).
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rank < rhs.rank }
 
     /// Bytes taken by `elements` elements, or nil on overflow or when the bits do not fill

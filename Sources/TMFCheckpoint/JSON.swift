@@ -63,6 +63,13 @@ struct JSONReader {
 
     private init(bytes: [UInt8]) { self.bytes = bytes }
 
+    /// Whether `bytes` is well-formed UTF-8 (no overlong forms, surrogates or truncated sequences).
+    static func isValidUTF8(_ bytes: [UInt8]) -> Bool {
+        let failed = transcode(bytes.makeIterator(), from: UTF8.self, to: UTF32.self,
+                               stoppingOnError: true, into: { _ in })
+        return !failed
+    }
+
     private func fail(_ message: String) -> JSONParseError {
         JSONParseError(message: "\(message) at byte \(i)")
     }

@@ -76,7 +76,12 @@ final class MappedFile: @unchecked Sendable {
 /// (`{"__metadata__": {...}, "name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}}`),
 /// then the data region. Every header field is checked before use; any problem throws a
 /// specific `CheckpointError`. Tensors convert to Float32 on access; the mapping stays alive as
-/// long as this object or a tensor aliasing it does.
+/// long as this object or a tensor aliasing it does. Gaps between tensors and bytes after the
+/// last one are tolerated (the reference reader refuses them); overlaps are not.
+///
+/// The mapping is private copy-on-write: the file is opened read-only and never modified, and
+/// pages of a tensor that aliases it become private copies if written. Truncating the file on
+/// disk while it is mapped is not supported (the OS would fault on access).
 public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
     /// Largest header accepted (as the reference implementation: 100 MB).
     public static let maximumHeaderSize = 100_000_000
@@ -251,7 +256,7 @@ public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
 
     /// Parses and validates a header against a data region of `dataSize` bytes.
     static func parseHeader(_ bytes: [UInt8], path: String, dataSize: Int) throws -> ParsedHeader {
-        guard String(validating: bytes, as: UTF8.self) != nil else {
+        guard JSONReader.isValidUTF8(bytes) else {
             throw CheckpointError.invalidHeader(path: path, reason: "the header is not valid UTF-8")
         }
         let root: JSONValue

@@ -91,6 +91,16 @@ public struct SafeTensorsWriter {
         }
     }
 
+    /// Writes `tensors` (all as `dtype`: F32, F16 or BF16) and `metadata` to `url` atomically;
+    /// the same as adding each tensor to a writer and calling `write(to:)`.
+    /// - Throws: see `write(to:)`.
+    public static func write(_ tensors: [String: Tensor], as dtype: SafeTensorsDType = .f32,
+                             metadata: [(key: String, value: String)]? = nil, to url: URL) throws {
+        var writer = SafeTensorsWriter(metadata: metadata)
+        for (name, t) in tensors { writer.add(name, t, as: dtype) }
+        try writer.write(to: url)
+    }
+
     // MARK: layout
 
     private func emit(path: String, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
@@ -114,7 +124,12 @@ public struct SafeTensorsWriter {
                 }
             case let .raw(bytes):
                 guard e.shape.allSatisfy({ $0 >= 0 }) else { throw bad("negative dimension in \(e.shape)") }
-                let elements = e.shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+                var elements = 1
+                for d in e.shape {
+                    let (p, overflow) = elements.multipliedReportingOverflow(by: d)
+                    if overflow { throw bad("shape \(e.shape) is too large") }
+                    elements = p
+                }
                 if e.dtype.byteCount(elements: elements) != bytes.count {
                     throw bad("\(bytes.count) bytes do not hold a \(e.dtype.rawValue) tensor of shape \(e.shape)")
                 }

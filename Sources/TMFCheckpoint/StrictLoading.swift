@@ -10,10 +10,14 @@ public struct KeyRule: Sendable, Equatable {
         case prefix
     }
 
+    /// Exact key or prefix.
     public var match: Match
+    /// The key (or prefix) to replace.
     public var from: String
+    /// Its replacement.
     public var to: String
 
+    /// A rule replacing `from` (a whole key or a prefix, per `match`) with `to`.
     public init(_ match: Match, from: String, to: String) {
         self.match = match
         self.from = from
@@ -41,9 +45,12 @@ public struct KeyRule: Sendable, Equatable {
 
 /// A set of checkpoint keys (exact or by prefix) that strict loading may ignore.
 public struct KeyPattern: Sendable, Equatable, ExpressibleByStringLiteral {
+    /// Exact key or prefix.
     public var match: KeyRule.Match
+    /// The key or prefix.
     public var text: String
 
+    /// Keys equal to (`.exact`) or starting with (`.prefix`) `text`.
     public init(_ match: KeyRule.Match, _ text: String) {
         self.match = match
         self.text = text

@@ -47,6 +47,8 @@ final class MalformedFileTests: XCTestCase {
     func testAbsurdHeaderLengthIsRefusedWithoutAllocating() throws {
         try refuse(safetensorsBytes(header: "{}", claimedLength: 10_000_000_000), "headerTooLarge")
         try refuse(safetensorsBytes(header: "{}", claimedLength: UInt64.max), "headerTooLarge")
+        try refuse(safetensorsBytes(header: "{}", claimedLength: UInt64(SafeTensorsFile.maximumHeaderSize) + 1),
+                   "headerTooLarge")
     }
 
     func testHeaderNotUTF8() throws {
@@ -54,6 +56,13 @@ final class MalformedFileTests: XCTestCase {
         bytes[10] = 0xFF
         let e = try refuse(bytes, "invalidHeader")
         XCTAssertTrue(e?.errorDescription?.contains("UTF-8") ?? false)
+        // Overlong encoding of "/" and a lone surrogate are not UTF-8 either.
+        var overlong = safetensorsBytes(header: "{\"ab\":1}")
+        overlong[10] = 0xC0; overlong[11] = 0xAF
+        try refuse(overlong, "invalidHeader")
+        var surrogate = safetensorsBytes(header: "{\"abc\":1}")
+        surrogate[10] = 0xED; surrogate[11] = 0xA0; surrogate[12] = 0x80
+        try refuse(surrogate, "invalidHeader")
     }
 
     func testHeaderNotJSONObject() throws {

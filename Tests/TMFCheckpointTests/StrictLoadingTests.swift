@@ -79,6 +79,17 @@ final class StrictLoadingTests: XCTestCase {
         XCTAssertEqual(m.missing, [])
     }
 
+    func testLongListsAreAllInTheErrorValue() throws {
+        let source = try makeCheckpoint()
+        var params: [String: Tensor] = [:]
+        for i in 0..<60 { params["layer.\(i)"] = Tensor(zeros: [1]) }
+        let error = assertThrowsCheckpointError("keyMismatch") { try loadStrict(params, from: source) }
+        guard case let .keyMismatch(m)? = error else { return }
+        XCTAssertEqual(m.missing.count, 60)
+        XCTAssertEqual(m.unexpected.count, 4)
+        XCTAssertTrue(error?.errorDescription?.contains("and 10 more") ?? false)
+    }
+
     func testLoadsAcrossShards() throws {
         let folder = try CheckpointFolder(directory: safetensorsFixtures.appendingPathComponent("sharded"))
         var params: [String: Tensor] = [:]

@@ -103,6 +103,17 @@ final class WriterTests: XCTestCase {
         }
     }
 
+    func testStaticWriteConvenience() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let url = dir.appendingPathComponent("adapter_model.safetensors")
+        try SafeTensorsWriter.write(["b": Tensor([1, 2], shape: [2]), "a": Tensor([3], shape: [1])],
+                                    as: .bf16, metadata: [("format", "pt")], to: url)
+        let file = try SafeTensorsFile(contentsOf: url)
+        XCTAssertEqual(file.tensorNames, ["a", "b"])
+        XCTAssertEqual(try file.tensor(named: "b").scalars, [1, 2])
+        XCTAssertEqual(try file.info(named: "a").dtype, .bf16)
+    }
+
     func testOverwriteReplacesTheFile() throws {
         let dir = try makeTemporaryDirectory(self)
         let url = dir.appendingPathComponent("w.safetensors")
