@@ -334,7 +334,46 @@ static float dot_bf16_avx2(const uint16_t *a, const uint16_t *b, size_t n) {
     }
     return s;
 }
+
+__attribute__((target("avx2,fma")))
+static void rmsnorm_avx2(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        size_t i = 0;
+        for (; i + 16 <= cols; i += 16) {
+            __m256 v0 = _mm256_loadu_ps(xr + i), v1 = _mm256_loadu_ps(xr + i + 8);
+            a0 = _mm256_fmadd_ps(v0, v0, a0);
+            a1 = _mm256_fmadd_ps(v1, v1, a1);
+        }
+        float ss = hsum256(_mm256_add_ps(a0, a1));
+        for (; i < cols; i++) ss += xr[i] * xr[i];
+        float iv = 1.0f / sqrtf(ss / (float)cols + eps);
+        if (inv) inv[r] = iv;
+        __m256 ivv = _mm256_set1_ps(iv);
+        i = 0;
+        for (; i + 8 <= cols; i += 8)
+            _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), ivv), _mm256_loadu_ps(w + i)));
+        for (; i < cols; i++) yr[i] = xr[i] * iv * w[i];
+    }
+}
 #endif
+
+void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps) {
+#if TMF_X86
+    if (cpu_flags() & 4) { rmsnorm_avx2(x, w, y, inv, rows, cols, eps); return; }
+#endif
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        float ss = 0.0f;
+        for (size_t i = 0; i < cols; i++) ss += xr[i] * xr[i];
+        float iv = 1.0f / sqrtf(ss / (float)cols + eps);
+        if (inv) inv[r] = iv;
+        for (size_t i = 0; i < cols; i++) yr[i] = xr[i] * iv * w[i];
+    }
+}
 
 void tmf_vexp(const float *x, float *y, size_t n) {
 #if TMF_X86

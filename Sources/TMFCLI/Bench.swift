@@ -35,6 +35,23 @@ struct BenchCommand: ParsableCommand {
     }
 }
 
+/// Median seconds of two bodies timed alternately (so a noisy neighbour slows both alike),
+/// after one warm-up run of each.
+func pairedMedianSeconds(_ repeats: Int, _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
+    a(); b()
+    var ta: [Double] = [], tb: [Double] = []
+    for _ in 0..<repeats {
+        var t0 = DispatchTime.now().uptimeNanoseconds
+        a()
+        ta.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        t0 = DispatchTime.now().uptimeNanoseconds
+        b()
+        tb.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    }
+    ta.sort(); tb.sort()
+    return (ta[ta.count / 2], tb[tb.count / 2])
+}
+
 /// Seconds taken by `body`, median of `repeats` after one warm-up run.
 func medianSeconds(_ repeats: Int, _ body: () -> Void) -> Double {
     body()
@@ -62,11 +79,10 @@ struct OpsBench {
             let w = Tensor.normal([n, k], std: 0.02, rng: &rng)  // [out, in] like a checkpoint
             let c = Tensor(zeros: [m, n])
             let flops = 2.0 * Double(m) * Double(n) * Double(k)
-            let raw = medianSeconds(repeats) {
+            let (raw, ours) = pairedMedianSeconds(repeats, {
                 BLAS.sgemm(transA: false, transB: true, m: m, n: n, k: k, a: x.pointer, lda: k,
                            b: w.pointer, ldb: k, beta: 0, c: c.pointer, ldc: n)
-            }
-            let ours = medianSeconds(repeats) { _ = withNoGrad { Tensor.linear(x, weight: w) } }
+            }, { _ = withNoGrad { Tensor.linear(x, weight: w) } })
             print(pad(label, 30) + pad(gf(flops / raw), 12) + pad(gf(flops / ours), 12) + String(format: "%.1f%%", 100 * raw / ours))
         }
 
@@ -77,27 +93,31 @@ struct OpsBench {
         let copyBW = Double(2 * n * 4) / copy
         print("\n== memory-bound ops over \(n / (1 << 20))M floats (GB/s = bytes read + written per second) ==")
         print(pad("op", 30) + pad("ns/element", 12) + pad("GB/s", 12) + "of copy")
-        func report(_ name: String, bytesPerElement: Int, elements: Int, _ secs: Double) {
+        func report(_ name: String, bytesPerElement: Int, elements: Int, _ body: () -> Void) {
+            // Timed alternately with the copy, so the ratio is to the copy's bandwidth right then.
+            let (secs, copySecs) = pairedMedianSeconds(repeats, body, { memcpy(dst.pointer, a.pointer, n * 4) })
+            let copyBW = Double(2 * n * 4) / copySecs
             let bw = Double(bytesPerElement * elements) / secs
             print(pad(name, 30) + pad(String(format: "%.3f", secs * 1e9 / Double(elements)), 12)
                   + pad(String(format: "%.1f", bw / 1e9), 12) + String(format: "%.0f%%", 100 * bw / copyBW))
         }
-        report("memcpy (reference)", bytesPerElement: 8, elements: n, copy)
+        print(pad("memcpy (reference)", 30) + pad(String(format: "%.3f", copy * 1e9 / Double(n)), 12)
+              + pad(String(format: "%.1f", copyBW / 1e9), 12) + "100%")
         withNoGrad {
-            report("add", bytesPerElement: 12, elements: n, medianSeconds(repeats) { _ = a + b })
-            report("mul", bytesPerElement: 12, elements: n, medianSeconds(repeats) { _ = a * b })
+            report("add", bytesPerElement: 12, elements: n, { _ = a + b })
+            report("mul", bytesPerElement: 12, elements: n, { _ = a * b })
             report("add row-broadcast [.,4096]", bytesPerElement: 12, elements: n,
-                   medianSeconds(repeats) { _ = a.reshaped([n / 4096, 4096]) + Tensor(zeros: [4096]) })
-            report("scale", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = a.scale(0.5) })
-            report("exp", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = a.exp() })
-            report("silu", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = a.silu() })
-            report("gelu (erf)", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = a.gelu() })
+                   { _ = a.reshaped([n / 4096, 4096]) + Tensor(zeros: [4096]) })
+            report("scale", bytesPerElement: 8, elements: n, { _ = a.scale(0.5) })
+            report("exp", bytesPerElement: 8, elements: n, { _ = a.exp() })
+            report("silu", bytesPerElement: 8, elements: n, { _ = a.silu() })
+            report("gelu (erf)", bytesPerElement: 8, elements: n, { _ = a.gelu() })
             let rows = a.reshaped([n / 4096, 4096])
             let weight = Tensor(repeating: 1, shape: [4096])
-            report("softmax rows of 4096", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = rows.softmax() })
-            report("log-softmax rows of 4096", bytesPerElement: 8, elements: n, medianSeconds(repeats) { _ = rows.logSoftmax() })
+            report("softmax rows of 4096", bytesPerElement: 8, elements: n, { _ = rows.softmax() })
+            report("log-softmax rows of 4096", bytesPerElement: 8, elements: n, { _ = rows.logSoftmax() })
             report("RMSNorm rows of 4096", bytesPerElement: 8, elements: n,
-                   medianSeconds(repeats) { _ = Tensor.rmsNorm(rows, weight: weight, eps: 1e-5) })
+                   { _ = Tensor.rmsNorm(rows, weight: weight, eps: 1e-5) })
         }
     }
 

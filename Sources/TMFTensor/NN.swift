@@ -130,17 +130,13 @@ extension Tensor {
         let d = x.shape.last!, rows = x.count / max(d, 1)
         precondition(weight.shape == [d], "rmsNorm weight \(weight.shape) for rows of \(d)")
         let out = Tensor(uninitialized: x.shape)
-        var inv = [Float](repeating: 0, count: rows)
-        let xp = x.pointer, wp = weight.pointer, op = out.pointer
-        for r in 0..<rows {
-            let row = xp + r * d
-            var ss: Float = 0
-            for j in 0..<d { ss += row[j] * row[j] }
-            let iv = 1 / (ss / Float(d) + eps).squareRoot()
-            inv[r] = iv
-            let o = op + r * d
-            for j in 0..<d { o[j] = row[j] * iv * wp[j] }
+        let xp = x.pointer, wp = weight.pointer
+        guard Tensor.needsGrad(x, weight) else {
+            tmf_rmsnorm_rows(xp, wp, out.pointer, nil, rows, d, eps)
+            return out
         }
+        var inv = [Float](repeating: 0, count: rows)
+        inv.withUnsafeMutableBufferPointer { tmf_rmsnorm_rows(xp, wp, out.pointer, $0.baseAddress, rows, d, eps) }
         return out.record([x, weight]) { g in
             let gp = g.pointer
             let gx = x.requiresGrad ? x.gradBuffer().pointer : nil

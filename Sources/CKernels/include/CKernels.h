@@ -26,6 +26,10 @@ void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 /// Row-wise log-softmax: y = x - max - log(sum(exp(x - max))).
 void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
+/// RMSNorm over rows: y = x / sqrt(mean(x²) + eps) · w; writes each row's 1/rms into inv
+/// (when inv is not NULL).
+void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps);
+
 /// y[i] = x[i] * sigmoid(x[i]) (SiLU), n elements.
 void tmf_silu(const float *x, float *y, size_t n);
 
