@@ -12,11 +12,11 @@ PYTHONPATH if the venv lacks it).
 
 Usage: python Scripts/make_tokenizer_fixtures.py [OUT_DIR]   (default Fixtures/tokenizer)
 """
+import io
 import json
 import os
 import random
 import sys
-import tempfile
 import unicodedata
 
 import regex
@@ -110,11 +110,10 @@ def write_json(path, obj):
 def make_sentencepiece(corpus):
     d = os.path.join(OUT, "sp")
     os.makedirs(d, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_prefix=os.path.join(tmp, "m"),
-                                       minloglevel=2, **LLAMA_OPTIONS)
-        with open(os.path.join(tmp, "m.model"), "rb") as f:
-            model = f.read()
+    writer = io.BytesIO()  # no model_prefix: nothing machine-specific is stored in the model
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=writer, minloglevel=2,
+                                   **LLAMA_OPTIONS)
+    model = writer.getvalue()
     path = os.path.join(d, "tokenizer.model")
     with open(path, "wb") as f:
         f.write(model)

@@ -70,7 +70,7 @@ final class SentencePieceProcessor: @unchecked Sendable {
 /// encoded and the token ids spliced in. How the pieces between are encoded follows transformers
 /// (see ``SpecialTokenSpacing``); the default, `.legacy`, equals the sentencepiece-based
 /// tokenizer in transformers (`legacy=True`) and Llama-2's own `tokenizer.json`.
-public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
+public final class SentencePieceTokenizer: Tokenizer {
     /// How text around added special tokens is encoded (the classic spacing subtlety).
     public enum SpecialTokenSpacing: Sendable, Equatable {
         /// Every text piece between special tokens is encoded on its own, as sentencepiece does
@@ -92,7 +92,7 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     private let noPrefixProcessor: SentencePieceProcessor?
     private let pieces: [String]
     private let pieceFlags: [Int32]
-    private let addedTokens: [(content: String, id: Int)]  // longest first, for matching
+    private let addedTokens: [(utf8: [UInt8], id: Int)]  // longest first, for matching
     private let addedByID: [Int: String]
     private let addedByContent: [String: Int]
 
@@ -186,8 +186,8 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
         self.specialTokens = specialTokens
         addedByContent = byContent
         addedByID = byID
-        addedTokens = byContent.map { ($0.key, $0.value) }
-            .sorted { ($0.content.utf8.count, $1.content) > ($1.content.utf8.count, $0.content) }
+        addedTokens = byContent.map { (Array($0.key.utf8), $0.value) }
+            .sorted { $0.utf8.count != $1.utf8.count ? $0.utf8.count > $1.utf8.count : $0.id < $1.id }
         vocabularySize = next
 
         let pad = Int(tmf_sp_pad_id(processor.handle))
@@ -230,9 +230,6 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
         return ids
     }
 
-    /// Encodes `text` with `addBOS: true`.
-    public func encode(_ text: String) throws -> [Int] { try encode(text, addBOS: true) }
-
     private func encodeChunk(_ chunk: String, first: Bool) throws -> [Int] {
         guard let noPrefix = noPrefixProcessor else { return try processor.encode(chunk) }
         // transformers' Metaspace(prepend_scheme: "first"): a dummy `▁` only at the very start,
@@ -252,7 +249,7 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     private func split(_ text: String) -> [Segment] {
         if addedTokens.isEmpty || text.isEmpty { return text.isEmpty ? [] : [.text(text, atStart: true)] }
         let bytes = Array(text.utf8)
-        let tokens = addedTokens.map { (Array($0.content.utf8), $0.id) }
+        let tokens = addedTokens
         var segments = [Segment]()
         var start = 0
         var i = 0

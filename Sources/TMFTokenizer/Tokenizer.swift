@@ -41,6 +41,11 @@ public protocol Tokenizer: Sendable {
 }
 
 extension Tokenizer {
+    /// Encodes text with the beginning-of-sequence id. Same as `encode(text, addBOS: true)`.
+    public func encode(_ text: String) throws -> [Int] {
+        try encode(text, addBOS: true)
+    }
+
     /// Decodes ids, dropping special tokens. Same as `decode(ids, skipSpecialTokens: true)`.
     public func decode(_ ids: [Int]) -> String {
         decode(ids, skipSpecialTokens: true)
