@@ -122,8 +122,13 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// - Throws: ``TokenizerError/fileNotFound(path:)``, ``TokenizerError/unreadableFile(path:reason:)``,
     ///   ``TokenizerError/corruptModel(path:reason:)``, ``TokenizerError/missingSpecialToken(path:token:)``
     ///   (a model without BOS or EOS), ``TokenizerError/invalidSpecialToken(token:reason:)``.
-    public init(modelURL: URL, specialTokens: [String] = [], spacing: SpecialTokenSpacing = .legacy) throws {
-        let bytes = try readTokenizerFile(modelURL)
+    public convenience init(modelURL: URL, specialTokens: [String] = [], spacing: SpecialTokenSpacing = .legacy) throws {
+        try self.init(modelData: readTokenizerFile(modelURL), modelURL: modelURL,
+                      specialTokens: specialTokens, spacing: spacing)
+    }
+
+    /// Loads a model from the bytes of a `tokenizer.model`; `modelURL` names it in errors.
+    init(modelData bytes: Data, modelURL: URL, specialTokens: [String], spacing: SpecialTokenSpacing) throws {
         if bytes.isEmpty {
             throw TokenizerError.corruptModel(path: modelURL.path, reason: "the file is empty")
         }
