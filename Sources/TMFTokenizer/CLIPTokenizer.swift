@@ -211,10 +211,13 @@ public final class CLIPTokenizer: Tokenizer {
     /// The unframed token ids of `text`.
     private func tokenIDs(_ text: String) -> [Int] {
         var ids = [Int]()
-        for segment in splitSpecial(text) {
+        let specials: [(utf8: [UInt8], id: Int)] = [
+            (Array("<|startoftext|>".utf8), bosID), (Array("<|endoftext|>".utf8), eosID),
+        ]
+        for segment in splitOnTokens(text, tokens: specials) {
             switch segment {
             case let .special(id): ids.append(id)
-            case let .text(chunk):
+            case let .text(chunk, _):
                 for word in Self.preTokenize(Self.normalize(chunk)) {
                     ids += bpe(word)
                 }
@@ -223,34 +226,9 @@ public final class CLIPTokenizer: Tokenizer {
         return ids
     }
 
-    private enum Segment {
-        case text(Substring)
-        case special(Int)
-    }
-
-    private func splitSpecial(_ text: String) -> [Segment] {
-        let specials: [(String, Int)] = [("<|startoftext|>", bosID), ("<|endoftext|>", eosID)]
-        var segments = [Segment]()
-        var rest = text[...]
-        while !rest.isEmpty {
-            var best: (Range<Substring.Index>, Int)?
-            for (token, id) in specials {
-                if let r = rest.range(of: token), best == nil || r.lowerBound < best!.0.lowerBound {
-                    best = (r, id)
-                }
-            }
-            guard let (range, id) = best else { break }
-            if range.lowerBound > rest.startIndex { segments.append(.text(rest[..<range.lowerBound])) }
-            segments.append(.special(id))
-            rest = rest[range.upperBound...]
-        }
-        if !rest.isEmpty { segments.append(.text(rest)) }
-        return segments
-    }
-
     /// NFC, white-space runs to one space, per-scalar full lower-case mapping.
-    static func normalize(_ text: Substring) -> [Unicode.Scalar] {
-        let nfc = String(text).precomposedStringWithCanonicalMapping
+    static func normalize(_ text: String) -> [Unicode.Scalar] {
+        let nfc = text.precomposedStringWithCanonicalMapping
         var out = [Unicode.Scalar]()
         out.reserveCapacity(nfc.unicodeScalars.count)
         var inSpace = false

@@ -92,7 +92,7 @@ public final class SentencePieceTokenizer: Tokenizer {
     private let noPrefixProcessor: SentencePieceProcessor?
     private let pieces: [String]
     private let pieceFlags: [Int32]
-    private let addedTokens: [(utf8: [UInt8], id: Int)]  // longest first, for matching
+    private let addedTokens: [(utf8: [UInt8], id: Int)]  // longest first, for splitOnTokens
     private let addedByID: [Int: String]
     private let addedByContent: [String: Int]
 
@@ -245,38 +245,10 @@ public final class SentencePieceTokenizer: Tokenizer {
         return try noPrefix.encode(chunk)
     }
 
-    private enum Segment {
-        case text(String, atStart: Bool)
-        case special(Int)
-    }
-
     /// Cuts text at added special tokens (leftmost, then longest match).
-    private func split(_ text: String) -> [Segment] {
-        if addedTokens.isEmpty || text.isEmpty { return text.isEmpty ? [] : [.text(text, atStart: true)] }
-        let bytes = Array(text.utf8)
-        let tokens = addedTokens
-        var segments = [Segment]()
-        var start = 0
-        var i = 0
-        func flush(_ end: Int) {
-            if end > start {
-                segments.append(.text(String(decoding: bytes[start..<end], as: UTF8.self), atStart: start == 0))
-            }
-        }
-        outer: while i < bytes.count {
-            for (tok, id) in tokens where tok.count <= bytes.count - i {
-                if bytes[i] == tok[0] && bytes[i..<(i + tok.count)].elementsEqual(tok) {
-                    flush(i)
-                    segments.append(.special(id))
-                    i += tok.count
-                    start = i
-                    continue outer
-                }
-            }
-            i += 1
-        }
-        flush(bytes.count)
-        return segments
+    private func split(_ text: String) -> [TextSegment] {
+        if addedTokens.isEmpty { return text.isEmpty ? [] : [.text(text, atStart: true)] }
+        return splitOnTokens(text, tokens: addedTokens)
     }
 
     /// Decodes ids.

@@ -122,3 +122,39 @@ func shimMessage(_ buffer: [CChar]) -> String {
     let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// A piece of text between special tokens, or a special token's id.
+enum TextSegment {
+    /// Text; `atStart` when it begins at the start of the whole input.
+    case text(String, atStart: Bool)
+    case special(Int)
+}
+
+/// Cuts `text` at occurrences of `tokens` (UTF-8 bytes, longest first): at each position the
+/// first (so longest) token that matches wins, like transformers' trie and tokenizers' added
+/// vocabulary. Matching bytes cannot split a character: a token starts with a UTF-8 lead byte.
+func splitOnTokens(_ text: String, tokens: [(utf8: [UInt8], id: Int)]) -> [TextSegment] {
+    let bytes = Array(text.utf8)
+    var segments = [TextSegment]()
+    var start = 0
+    var i = 0
+    func flush(_ end: Int) {
+        if end > start {
+            segments.append(.text(String(decoding: bytes[start..<end], as: UTF8.self), atStart: start == 0))
+        }
+    }
+    outer: while i < bytes.count {
+        for (tok, id) in tokens where !tok.isEmpty && tok.count <= bytes.count - i {
+            if bytes[i] == tok[0] && bytes[i..<(i + tok.count)].elementsEqual(tok) {
+                flush(i)
+                segments.append(.special(id))
+                i += tok.count
+                start = i
+                continue outer
+            }
+        }
+        i += 1
+    }
+    flush(bytes.count)
+    return segments
+}
