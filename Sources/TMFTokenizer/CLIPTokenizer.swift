@@ -40,13 +40,16 @@ public final class CLIPTokenizer: Tokenizer {
 
     /// Sequences are truncated to this many ids (start and end tokens included).
     public let contextLength: Int
+    /// Id of `<|startoftext|>`.
     public let bosID: Int
+    /// Id of `<|endoftext|>`.
     public let eosID: Int
-    /// Id of the pad token (see the type's documentation).
-    public let padIDValue: Int
-    public var padID: Int? { padIDValue }
+    private let padTokenID: Int
+    /// Id of the pad token, never `nil` for CLIP (see the type's documentation).
+    public var padID: Int? { padTokenID }
     /// Id used for symbols missing from the vocabulary (`<|endoftext|>`, as in transformers).
     public let unkID: Int
+    /// One more than the largest id in `vocab.json`.
     public let vocabularySize: Int
 
     /// Loads `vocab.json` and `merges.txt` (and the pad token from `tokenizer_config.json` or
@@ -147,7 +150,7 @@ public final class CLIPTokenizer: Tokenizer {
         bosID = vocab["<|startoftext|>"]!
         eosID = vocab["<|endoftext|>"]!
         unkID = eosID
-        padIDValue = pad
+        padTokenID = pad
         vocabularySize = (decoder.keys.max() ?? -1) + 1
     }
 
@@ -203,7 +206,7 @@ public final class CLIPTokenizer: Tokenizer {
         let tokens = tokenIDs(text)
         var ids = [bosID] + tokens.prefix(contextLength - 2) + [eosID]
         let real = ids.count
-        ids += [Int](repeating: padIDValue, count: contextLength - real)
+        ids += [Int](repeating: padTokenID, count: contextLength - real)
         let mask = [Int](repeating: 1, count: real) + [Int](repeating: 0, count: contextLength - real)
         return CLIPEncoding(inputIDs: ids, attentionMask: mask, endIndex: real - 1)
     }
@@ -332,7 +335,7 @@ public final class CLIPTokenizer: Tokenizer {
         var bytes = [UInt8]()
         for id in ids {
             guard let token = decoder[id] else { continue }
-            if id == bosID || id == eosID || id == padIDValue {
+            if id == bosID || id == eosID || id == padTokenID {
                 if skipSpecialTokens { continue }
                 bytes.append(contentsOf: token.utf8)
                 continue
@@ -347,7 +350,9 @@ public final class CLIPTokenizer: Tokenizer {
         return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)
     }
 
+    /// The vocabulary entry of `id` in byte-level form (`caf\u{C3}\u{A9}</w>`), or `nil`.
     public func idToPiece(_ id: Int) -> String? { decoder[id] }
 
+    /// The id of a vocabulary entry in byte-level form, or `nil`.
     public func pieceToId(_ piece: String) -> Int? { encoder[piece] }
 }

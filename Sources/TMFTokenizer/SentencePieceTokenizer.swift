@@ -104,8 +104,11 @@ public final class SentencePieceTokenizer: Tokenizer {
     public let baseVocabularySize: Int
     /// Added special tokens in the order given.
     public let specialTokens: [String]
+    /// Base pieces plus newly added special tokens.
     public let vocabularySize: Int
+    /// The model's BOS id (Llama: 1).
     public let bosID: Int
+    /// The model's EOS id (Llama: 2).
     public let eosID: Int
     /// The model's pad id if it defines one (Llama does not), else the id of an added `[PAD]`
     /// token if present, else `nil`.
@@ -291,11 +294,13 @@ public final class SentencePieceTokenizer: Tokenizer {
         return out
     }
 
+    /// The piece of a base id (`▁the`, `<0x0A>`, `<s>`) or an added token's text; `nil` if out of range.
     public func idToPiece(_ id: Int) -> String? {
         if id >= 0 && id < baseVocabularySize { return pieces[id] }
         return addedByID[id]
     }
 
+    /// The id of an added token or base piece; `nil` if neither (never the unknown id by accident).
     public func pieceToId(_ piece: String) -> Int? {
         if let id = addedByContent[piece] { return id }
         return Self.basePieceID(piece, processor: processor, pieces: pieces)

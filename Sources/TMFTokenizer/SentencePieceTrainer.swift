@@ -10,7 +10,14 @@ import Foundation
 public enum SentencePieceTrainer {
     /// SentencePiece's segmentation algorithms.
     public enum ModelType: String, Sendable {
-        case bpe, unigram, char, word
+        /// Byte-pair encoding (Llama).
+        case bpe
+        /// Unigram language model (T5, ALBERT).
+        case unigram
+        /// One piece per character.
+        case char
+        /// One piece per whitespace-separated word.
+        case word
     }
 
     /// Trainer options. ``llama`` mirrors the `trainer_spec` / `normalizer_spec` stored in
@@ -23,28 +30,38 @@ public enum SentencePieceTrainer {
         public var byteFallback = true
         /// Every digit is its own piece.
         public var splitDigits = true
+        /// Pieces never span two Unicode scripts (Latin and Han, …).
         public var splitByUnicodeScript = true
+        /// Pieces never contain a space except at their start (`▁word`).
         public var splitByWhitespace = true
+        /// Pieces never mix digits and other characters.
         public var splitByNumber = true
         /// Allow pieces made only of `▁` (runs of spaces).
         public var allowWhitespaceOnlyPieces = true
+        /// Longest piece, in characters.
         public var maxSentencePieceLength = 16
         /// Normalisation rule: `identity` (Llama) or `nmt_nfkc`, `nfkc`, ….
         public var normalizationRuleName = "identity"
         /// Prepend `▁` to every text so a word at the start encodes like one after a space.
         public var addDummyPrefix = true
+        /// Collapse and trim spaces before encoding (Llama: no).
         public var removeExtraWhitespaces = false
+        /// Id of `<unk>`.
         public var unkID = 0
+        /// Id of `<s>`; `-1` for none.
         public var bosID = 1
+        /// Id of `</s>`; `-1` for none.
         public var eosID = 2
         /// `-1`: no pad piece (Llama).
         public var padID = -1
         /// Pieces that are always kept whole (added to the vocabulary as user-defined symbols).
         public var userDefinedSymbols: [String] = []
+        /// Trainer threads (1 keeps the shared cores free; BPE training is deterministic anyway).
         public var numThreads = 1
         /// Extra raw trainer flags (`"input_sentence_size": "100000"`), overriding the above.
         public var extra: [String: String] = [:]
 
+        /// Llama-2's settings; change fields as needed.
         public init() {}
 
         /// Llama-2's settings (the defaults above).

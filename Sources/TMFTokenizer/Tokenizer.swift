@@ -75,6 +75,7 @@ public enum TokenizerError: Error, LocalizedError, Equatable, Sendable {
     /// A model file could not be written.
     case unwritableFile(path: String, reason: String)
 
+    /// One line: what went wrong, where, and what to do.
     public var errorDescription: String? {
         switch self {
         case let .fileNotFound(path):
