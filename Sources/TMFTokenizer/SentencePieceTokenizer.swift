@@ -87,6 +87,11 @@ public final class SentencePieceTokenizer: Tokenizer {
         case nonLegacy
     }
 
+    /// tmf's added tokens, in id order: `[MT_i]` (item modality token), `[MT_b]` (behavior
+    /// modality token), `[PAD]` (padding). For Llama-2 (32000 pieces) they get ids 32000, 32001,
+    /// 32002. Pass them (plus any others) as `specialTokens`.
+    public static let tmfSpecialTokens = ["[MT_i]", "[MT_b]", "[PAD]"]
+
     private let processor: SentencePieceProcessor
     /// The same model with `add_dummy_prefix` off; only for `.nonLegacy`.
     private let noPrefixProcessor: SentencePieceProcessor?

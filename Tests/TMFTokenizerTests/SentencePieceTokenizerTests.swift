@@ -55,6 +55,7 @@ final class SentencePieceTokenizerTests: XCTestCase {
             XCTAssertEqual(tok.idToPiece(id), token)
         }
         XCTAssertEqual(tok.padID, golden.added_ids["[PAD]"])
+        XCTAssertEqual(SentencePieceTokenizer.tmfSpecialTokens, golden.special_tokens)
         for c in golden.cases {
             let ids = try tok.encode(c.text, addBOS: false)
             XCTAssertEqual(ids, c.legacy, "legacy \(c.text.debugDescription): \(ids.map { tok.idToPiece($0)! }) vs \(c.legacy_tokens)")
