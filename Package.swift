@@ -22,11 +22,14 @@ let package = Package(
         .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("openblas")]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
+        .target(name: "CSentencePiece", exclude: ["README.md"],
+                linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
 
         // Swift modules, bottom up.
         .target(name: "TMFTensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: release),
         .target(name: "TMFCheckpoint", dependencies: ["TMFTensor"], swiftSettings: release),
         .target(name: "TMFImage", dependencies: ["CPNG"], swiftSettings: release),
+        .target(name: "TMFTokenizer", dependencies: ["CSentencePiece"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -37,5 +40,6 @@ let package = Package(
         .target(name: "TMFTestSupport", dependencies: ["TMFTensor"], path: "Tests/TMFTestSupport"),
         .testTarget(name: "TMFTensorTests", dependencies: ["TMFTensor", "TMFTestSupport"]),
         .testTarget(name: "TMFCheckpointTests", dependencies: ["TMFCheckpoint", "TMFTestSupport"]),
+        .testTarget(name: "TMFTokenizerTests", dependencies: ["TMFTokenizer", "TMFTestSupport"]),
     ]
 )
