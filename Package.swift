@@ -30,6 +30,7 @@ let package = Package(
         .target(name: "TMFCheckpoint", dependencies: ["TMFTensor"], swiftSettings: release),
         .target(name: "TMFImage", dependencies: ["CPNG"], swiftSettings: release),
         .target(name: "TMFTokenizer", dependencies: ["CSentencePiece"], swiftSettings: release),
+        .target(name: "TMFFusion", dependencies: ["TMFTensor"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -41,5 +42,6 @@ let package = Package(
         .testTarget(name: "TMFTensorTests", dependencies: ["TMFTensor", "TMFTestSupport"]),
         .testTarget(name: "TMFCheckpointTests", dependencies: ["TMFCheckpoint", "TMFTestSupport"]),
         .testTarget(name: "TMFTokenizerTests", dependencies: ["TMFTokenizer", "TMFTestSupport"]),
+        .testTarget(name: "TMFFusionTests", dependencies: ["TMFFusion", "TMFTestSupport"]),
     ]
 )

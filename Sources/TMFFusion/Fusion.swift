@@ -1,0 +1,162 @@
+import Foundation
+import TMFTensor
+
+/// How much of the modality fusion of the paper's §4.1 runs (the ablations of Table 3).
+public enum FusionDepth: String, Codable, Sendable, CaseIterable {
+    /// AMSA (Eq. 5-6) and the projection only: the "+ item ID tokens (AMSA)" ablation.
+    case amsa
+    /// AMSA, projection and both cross-modality attention levels (Eq. 7-8): full TMF.
+    case full
+}
+
+/// Sizes of the fusion module and the two adaptors.
+public struct FusionConfiguration: Codable, Sendable, Equatable {
+    /// Width of the CLIP image and text embeddings (d_v); both must have it.
+    public var modalityWidth: Int
+    /// Width of the graph (MBHT) embeddings.
+    public var graphWidth: Int
+    /// Width of the LLM's token embeddings (the adaptors' output).
+    public var llmWidth: Int
+    /// Hidden width of the two-layer adaptor MLPs.
+    public var adaptorHidden: Int
+    /// Attention heads for AMSA and CMA (1 = the paper's single-head default). The attended
+    /// widths (2·d_v + d_g for AMSA, d_v for CMA) must be divisible by it.
+    public var heads: Int
+
+    public init(modalityWidth: Int, graphWidth: Int, llmWidth: Int, adaptorHidden: Int? = nil, heads: Int = 1) {
+        self.modalityWidth = modalityWidth
+        self.graphWidth = graphWidth
+        self.llmWidth = llmWidth
+        self.adaptorHidden = adaptorHidden ?? max(llmWidth, modalityWidth)
+        self.heads = heads
+    }
+
+    /// d = d_image + d_text + d_graph, the width of v_M.
+    public var allModalityWidth: Int { 2 * modalityWidth + graphWidth }
+}
+
+/// Errors building the fusion module.
+public enum FusionError: Error, LocalizedError, Equatable {
+    case invalidConfiguration(String)
+
+    public var errorDescription: String? {
+        switch self {
+        case let .invalidConfiguration(why): return "invalid fusion configuration: \(why)"
+        }
+    }
+}
+
+/// A two-layer MLP adaptor: Linear(in → hidden) → GELU → Linear(hidden → out) (paper §4.2).
+public struct Adaptor: Sendable {
+    /// [hidden, in], [hidden], [out, hidden], [out].
+    public let fc1Weight: Tensor, fc1Bias: Tensor, fc2Weight: Tensor, fc2Bias: Tensor
+
+    /// Initialised as PyTorch's nn.Linear: weights and biases uniform in ±1/√fan_in.
+    public init(input: Int, hidden: Int, output: Int, rng: inout SeededRNG) {
+        let b1 = 1 / Float(input).squareRoot(), b2 = 1 / Float(hidden).squareRoot()
+        fc1Weight = Tensor.uniform([hidden, input], low: -b1, high: b1, rng: &rng, requiresGrad: true)
+        fc1Bias = Tensor.uniform([hidden], low: -b1, high: b1, rng: &rng, requiresGrad: true)
+        fc2Weight = Tensor.uniform([output, hidden], low: -b2, high: b2, rng: &rng, requiresGrad: true)
+        fc2Bias = Tensor.uniform([output], low: -b2, high: b2, rng: &rng, requiresGrad: true)
+    }
+
+    /// x [N, in] → [N, out].
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = Tensor.linear(x, weight: fc1Weight, bias: fc1Bias).gelu()  // [N, hidden]
+        return Tensor.linear(h, weight: fc2Weight, bias: fc2Bias)         // [N, out]
+    }
+
+    /// Parameters by name under `prefix` (e.g. "item_adaptor").
+    public func parameters(prefix: String) -> [(String, Tensor)] {
+        [("\(prefix).fc1.weight", fc1Weight), ("\(prefix).fc1.bias", fc1Bias),
+         ("\(prefix).fc2.weight", fc2Weight), ("\(prefix).fc2.bias", fc2Bias)]
+    }
+}
+
+/// Scaled dot-product attention softmax(q kᵀ / √d) v over one sequence, split into `heads`
+/// heads along the feature axis (no learned projections, as Eq. 6-8).
+/// q [N, dq], k [M, dq], v [M, dv] → [N, dv]; dq and dv divisible by `heads`.
+public func plainAttention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int = 1) -> Tensor {
+    let n = q.shape[0], m = k.shape[0], dq = q.shape[1], dv = v.shape[1]
+    precondition(k.shape[1] == dq && v.shape[0] == m, "attention shapes \(q.shape) \(k.shape) \(v.shape)")
+    if heads == 1 {
+        let scores = Tensor.matmul(q, k, transposeB: true).scale(1 / Float(dq).squareRoot())  // [N, M]
+        return Tensor.matmul(scores.softmax(), v)                                             // [N, dv]
+    }
+    precondition(dq % heads == 0 && dv % heads == 0, "widths \(dq), \(dv) not divisible by \(heads) heads")
+    let hq = dq / heads, hv = dv / heads
+    let qh = q.reshaped([n, heads, hq]).permuted([1, 0, 2])  // [H, N, hq]
+    let kh = k.reshaped([m, heads, hq]).permuted([1, 0, 2])  // [H, M, hq]
+    let vh = v.reshaped([m, heads, hv]).permuted([1, 0, 2])  // [H, M, hv]
+    let scores = Tensor.matmul(qh, kh, transposeB: true).scale(1 / Float(hq).squareRoot())  // [H, N, M]
+    let out = Tensor.matmul(scores.softmax(), vh)                                          // [H, N, hv]
+    return out.permuted([1, 0, 2]).reshaped([n, dv])
+}
+
+/// The modality fusion module of the paper's §4.1 with the item and behavior adaptors of §4.2.
+///
+/// For the items of one prompt (history then candidates): v_M = concat(v_image, v_text, v_graph)
+/// [N, d] (Eq. 5); AMSA softmax(v_M v_Mᵀ/√d) v_M [N, d] (Eq. 6); a learned projection to d_v;
+/// CMA level 1 softmax(q v_imageᵀ/√d_v) v_text (Eq. 7); level 2 softmax(cma₁ v_textᵀ/√d_v) v_image
+/// (Eq. 8); then the item adaptor into the LLM's width. Behavior embeddings go through the
+/// behavior adaptor.
+public final class FusionModule: @unchecked Sendable {
+    public let configuration: FusionConfiguration
+    /// Projection of the AMSA output to the image/text width: [d_v, d], [d_v].
+    public let projectionWeight: Tensor, projectionBias: Tensor
+    /// Item adaptor: d_v → LLM width.
+    public let itemAdaptor: Adaptor
+    /// Behavior adaptor: d_g → LLM width.
+    public let behaviorAdaptor: Adaptor
+
+    /// A freshly initialised module (seeded).
+    public init(configuration c: FusionConfiguration, seed: UInt64) throws {
+        guard c.modalityWidth > 0, c.graphWidth > 0, c.llmWidth > 0, c.adaptorHidden > 0, c.heads > 0 else {
+            throw FusionError.invalidConfiguration("all widths and heads must be positive")
+        }
+        guard c.allModalityWidth % c.heads == 0, c.modalityWidth % c.heads == 0 else {
+            throw FusionError.invalidConfiguration("widths \(c.allModalityWidth) and \(c.modalityWidth) must be divisible by \(c.heads) heads")
+        }
+        configuration = c
+        var rng = SeededRNG(seed: seed, key: ["fusion"])
+        let b = 1 / Float(c.allModalityWidth).squareRoot()
+        projectionWeight = Tensor.uniform([c.modalityWidth, c.allModalityWidth], low: -b, high: b, rng: &rng, requiresGrad: true)
+        projectionBias = Tensor.uniform([c.modalityWidth], low: -b, high: b, rng: &rng, requiresGrad: true)
+        itemAdaptor = Adaptor(input: c.modalityWidth, hidden: c.adaptorHidden, output: c.llmWidth, rng: &rng)
+        behaviorAdaptor = Adaptor(input: c.graphWidth, hidden: c.adaptorHidden, output: c.llmWidth, rng: &rng)
+    }
+
+    /// Fused item representations before the adaptor.
+    /// - image, text: [N, d_v]; graph: [N, d_g] (the N items of one prompt).
+    /// - Returns: [N, d_v]: the projected AMSA output (`.amsa`) or the CMA output (`.full`).
+    public func fuse(image: Tensor, text: Tensor, graph: Tensor, depth: FusionDepth) -> Tensor {
+        let c = configuration
+        precondition(image.shape[1] == c.modalityWidth && text.shape[1] == c.modalityWidth && graph.shape[1] == c.graphWidth,
+                     "fusion inputs \(image.shape) \(text.shape) \(graph.shape) for \(c)")
+        let vM = Tensor.concat([image, text, graph], axis: 1)                        // [N, d]   Eq. 5
+        let amsa = plainAttention(query: vM, key: vM, value: vM, heads: c.heads)      // [N, d]   Eq. 6
+        let q = Tensor.linear(amsa, weight: projectionWeight, bias: projectionBias)   // [N, d_v]
+        if depth == .amsa { return q }
+        let cma1 = plainAttention(query: q, key: image, value: text, heads: c.heads)     // [N, d_v] Eq. 7
+        return plainAttention(query: cma1, key: text, value: image, heads: c.heads)      // [N, d_v] Eq. 8
+    }
+
+    /// Item token embeddings for the items of one prompt: [N, LLM width].
+    public func itemTokens(image: Tensor, text: Tensor, graph: Tensor, depth: FusionDepth) -> Tensor {
+        itemAdaptor(fuse(image: image, text: text, graph: graph, depth: depth))
+    }
+
+    /// Behavior token embeddings: behavior embeddings [B, d_g] → [B, LLM width].
+    public func behaviorTokens(_ behaviors: Tensor) -> Tensor { behaviorAdaptor(behaviors) }
+
+    /// Parameters of the fusion layers (projection; AMSA and CMA have none) — Ψ_f.
+    public var fusionParameters: [(String, Tensor)] {
+        [("fusion.projection.weight", projectionWeight), ("fusion.projection.bias", projectionBias)]
+    }
+    /// Ψ_i.
+    public var itemAdaptorParameters: [(String, Tensor)] { itemAdaptor.parameters(prefix: "item_adaptor") }
+    /// Ψ_b.
+    public var behaviorAdaptorParameters: [(String, Tensor)] { behaviorAdaptor.parameters(prefix: "behavior_adaptor") }
+    /// Every parameter by name (for saving and strict loading).
+    public var namedParameters: [(String, Tensor)] { fusionParameters + itemAdaptorParameters + behaviorAdaptorParameters }
+}
