@@ -31,6 +31,7 @@ let package = Package(
         .target(name: "TMFImage", dependencies: ["CPNG"], swiftSettings: release),
         .target(name: "TMFTokenizer", dependencies: ["CSentencePiece"], swiftSettings: release),
         .target(name: "TMFFusion", dependencies: ["TMFTensor"], swiftSettings: release),
+        .target(name: "TMFTrainer", dependencies: ["TMFTensor", "TMFFusion"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -43,5 +44,6 @@ let package = Package(
         .testTarget(name: "TMFCheckpointTests", dependencies: ["TMFCheckpoint", "TMFTestSupport"]),
         .testTarget(name: "TMFTokenizerTests", dependencies: ["TMFTokenizer", "TMFTestSupport"]),
         .testTarget(name: "TMFFusionTests", dependencies: ["TMFFusion", "TMFTestSupport"]),
+        .testTarget(name: "TMFTrainerTests", dependencies: ["TMFTrainer", "TMFTestSupport"]),
     ]
 )
