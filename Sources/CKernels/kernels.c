@@ -358,7 +358,75 @@ static void rmsnorm_avx2(const float *x, const float *w, float *y, float *inv, s
         for (; i < cols; i++) yr[i] = xr[i] * iv * w[i];
     }
 }
+
+__attribute__((target("avx2,fma")))
+static float dot_avx2(const float *a, const float *b, size_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+    }
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma")))
+static void softmax_backward_avx2(const float *y, const float *dy, float *dx, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *yr = y + r * cols, *gr = dy + r * cols;
+        float *dr = dx + r * cols;
+        float d = dot_avx2(yr, gr, cols);
+        __m256 dv = _mm256_set1_ps(d);
+        size_t i = 0;
+        for (; i + 8 <= cols; i += 8) {
+            __m256 yv = _mm256_loadu_ps(yr + i);
+            __m256 t = _mm256_mul_ps(yv, _mm256_sub_ps(_mm256_loadu_ps(gr + i), dv));
+            _mm256_storeu_ps(dr + i, _mm256_add_ps(_mm256_loadu_ps(dr + i), t));
+        }
+        for (; i < cols; i++) dr[i] += yr[i] * (gr[i] - d);
+    }
+}
 #endif
+
+float tmf_dot(const float *a, const float *b, size_t n) {
+#if TMF_X86
+    if (cpu_flags() & 4) return dot_avx2(a, b, n);
+#endif
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void tmf_softmax_backward_rows(const float *y, const float *dy, float *dx, size_t rows, size_t cols) {
+#if TMF_X86
+    if (cpu_flags() & 4) { softmax_backward_avx2(y, dy, dx, rows, cols); return; }
+#endif
+    for (size_t r = 0; r < rows; r++) {
+        const float *yr = y + r * cols, *gr = dy + r * cols;
+        float *dr = dx + r * cols;
+        float d = 0.0f;
+        for (size_t i = 0; i < cols; i++) d += yr[i] * gr[i];
+        for (size_t i = 0; i < cols; i++) dr[i] += yr[i] * (gr[i] - d);
+    }
+}
+
+void tmf_rmsnorm_backward_rows(const float *x, const float *w, const float *inv, const float *dy,
+                               float *dx, float *dw, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols, *gr = dy + r * cols;
+        float iv = inv[r];
+        if (dw) for (size_t i = 0; i < cols; i++) dw[i] += gr[i] * xr[i] * iv;
+        if (dx) {
+            float d = 0.0f;
+            for (size_t i = 0; i < cols; i++) d += gr[i] * w[i] * xr[i];
+            float c = d * iv * iv / (float)cols;
+            float *dr = dx + r * cols;
+            for (size_t i = 0; i < cols; i++) dr[i] += iv * (gr[i] * w[i] - xr[i] * c);
+        }
+    }
+}
 
 void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps) {
 #if TMF_X86

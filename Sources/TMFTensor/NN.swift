@@ -56,13 +56,7 @@ extension Tensor {
         let saved = out.storage  // not `out`: the closure must not retain its own owner
         return out.record([self]) { [self] g in
             // dx = y ⊙ (dy − Σ dy⊙y)
-            let gb = self.gradBuffer().pointer
-            for r in 0..<rows {
-                let y = saved.pointer + r * cols, dy = g.pointer + r * cols, dx = gb + r * cols
-                var dot: Float = 0
-                for j in 0..<cols { dot += dy[j] * y[j] }
-                for j in 0..<cols { dx[j] += y[j] * (dy[j] - dot) }
-            }
+            tmf_softmax_backward_rows(saved.pointer, g.pointer, self.gradBuffer().pointer, rows, cols)
         }
     }
 
@@ -138,20 +132,11 @@ extension Tensor {
         var inv = [Float](repeating: 0, count: rows)
         inv.withUnsafeMutableBufferPointer { tmf_rmsnorm_rows(xp, wp, out.pointer, $0.baseAddress, rows, d, eps) }
         return out.record([x, weight]) { g in
-            let gp = g.pointer
             let gx = x.requiresGrad ? x.gradBuffer().pointer : nil
             let gw = weight.requiresGrad ? weight.gradBuffer().pointer : nil
-            for r in 0..<rows {
-                let row = xp + r * d, dy = gp + r * d, iv = inv[r]
-                if let gw { for j in 0..<d { gw[j] += dy[j] * row[j] * iv } }
-                if let gx {
-                    // dx = iv · (dy⊙w − x̂ · mean(dy⊙w⊙x̂)), x̂ = x · iv
-                    var dot: Float = 0
-                    for j in 0..<d { dot += dy[j] * wp[j] * row[j] }
-                    let c = dot * iv * iv / Float(d)
-                    let dx = gx + r * d
-                    for j in 0..<d { dx[j] += iv * (dy[j] * wp[j] - row[j] * c) }
-                }
+            // dx = iv · (dy⊙w − x · iv² · mean(dy⊙w⊙x)); dw = Σ_rows dy⊙x·iv
+            inv.withUnsafeBufferPointer {
+                tmf_rmsnorm_backward_rows(xp, wp, $0.baseAddress, g.pointer, gx, gw, rows, d)
             }
         }
     }

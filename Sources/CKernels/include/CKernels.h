@@ -30,6 +30,17 @@ void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 /// (when inv is not NULL).
 void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps);
 
+/// Σ a[i]·b[i] in Float32 (vectorised).
+float tmf_dot(const float *a, const float *b, size_t n);
+
+/// Softmax backward over rows, accumulating: dx += y ⊙ (dy − Σ dy⊙y).
+void tmf_softmax_backward_rows(const float *y, const float *dy, float *dx, size_t rows, size_t cols);
+
+/// RMSNorm backward over rows, accumulating into dx and dw (either may be NULL), given the
+/// forward's per-row 1/rms in inv.
+void tmf_rmsnorm_backward_rows(const float *x, const float *w, const float *inv, const float *dy,
+                               float *dx, float *dw, size_t rows, size_t cols);
+
 /// y[i] = x[i] * sigmoid(x[i]) (SiLU), n elements.
 void tmf_silu(const float *x, float *y, size_t n);
 
