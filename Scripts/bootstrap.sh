@@ -42,7 +42,7 @@ case "$mode" in
     ;;
   test)
     swift build --build-tests
-    exec swift test --skip-build "${@:2}"
+    exec swift test --skip-build --disable-swift-testing "${@:2}"  # all tests are XCTest
     ;;
   *)
     echo "bootstrap: unknown mode '$mode' (train or test)" >&2; exit 2 ;;
