@@ -388,7 +388,64 @@ static void softmax_backward_avx2(const float *y, const float *dy, float *dx, si
         for (; i < cols; i++) dr[i] += yr[i] * (gr[i] - d);
     }
 }
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), vectorised with exp256.
+__attribute__((target("avx2,fma")))
+static inline __m256 erf256(__m256 x) {
+    const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
+    __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), ax, _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(ax, ax)));
+    __m256 y = _mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f));
+    return _mm256_or_ps(y, sign);
+}
+
+__attribute__((target("avx2,fma")))
+static void gelu_avx2(const float *x, float *y, size_t n, int mode) {
+    size_t i = 0;
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), r;
+        if (mode == 0) {
+            r = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf256(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)))));
+        } else if (mode == 1) {
+            // 0.5x(1 + tanh(u)) = x · σ(2u)
+            __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
+                                     _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v), _mm256_mul_ps(v, v), v));
+            __m256 e = exp256(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
+            r = _mm256_div_ps(v, _mm256_add_ps(one, e));
+        } else {
+            __m256 e = exp256(_mm256_mul_ps(_mm256_set1_ps(-1.702f), v));
+            r = _mm256_div_ps(v, _mm256_add_ps(one, e));
+        }
+        _mm256_storeu_ps(y + i, r);
+    }
+    for (; i < n; i++) {
+        float v = x[i];
+        if (mode == 0) y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        else if (mode == 1) y[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+        else y[i] = v / (1.0f + exp_scalar(-1.702f * v));
+    }
+}
 #endif
+
+void tmf_gelu(const float *x, float *y, size_t n, int mode) {
+#if TMF_X86
+    if (cpu_flags() & 4) { gelu_avx2(x, y, n, mode); return; }
+#endif
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (mode == 0) y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        else if (mode == 1) y[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+        else y[i] = v / (1.0f + exp_scalar(-1.702f * v));
+    }
+}
 
 float tmf_dot(const float *a, const float *b, size_t n) {
 #if TMF_X86

@@ -230,8 +230,14 @@ extension Tensor {
     }
     /// GELU: exact (erf) by default, or the tanh approximation.
     public func gelu(approximateTanh: Bool = false) -> Tensor {
-        approximateTanh ? unary(GELUTanhKernel.self) : unary(GELUKernel.self)
+        let out = Tensor(uninitialized: shape)
+        tmf_gelu(pointer, out.pointer, count, approximateTanh ? 1 : 0)
+        return approximateTanh ? unary(GELUTanhKernel.self, forward: out) : unary(GELUKernel.self, forward: out)
     }
-    /// QuickGELU: x·σ(1.702x), CLIP's activation.
-    public func quickGELU() -> Tensor { unary(QuickGELUKernel.self) }
+    /// QuickGELU: x·σ(1.702x), CLIP's activation (vectorised kernel).
+    public func quickGELU() -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        tmf_gelu(pointer, out.pointer, count, 2)
+        return unary(QuickGELUKernel.self, forward: out)
+    }
 }

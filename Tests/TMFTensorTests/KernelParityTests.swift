@@ -23,6 +23,10 @@ final class KernelParityTests: XCTestCase {
             let x = Tensor.normal([3, cols], std: 4, rng: &rng)
             assertClose(withNoGrad { x.softmax() }.scalars, Kernels.softmaxReference(x).scalars, rtol: 1e-5, atol: 1e-8)  // summation order differs
             assertClose(withNoGrad { x.logSoftmax() }.scalars, Kernels.logSoftmaxReference(x).scalars, rtol: 1e-5, atol: 1e-5)
+            assertClose(withNoGrad { x.gelu() }.scalars, x.scalars.map { 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) }, rtol: 1e-5, atol: 3e-7)
+            assertClose(withNoGrad { x.gelu(approximateTanh: true) }.scalars,
+                        x.scalars.map { 0.5 * $0 * (1 + Foundation.tanh(0.7978845608 * ($0 + 0.044715 * $0 * $0 * $0))) }, rtol: 1e-5, atol: 3e-7)
+            assertClose(withNoGrad { x.quickGELU() }.scalars, x.scalars.map { $0 / (1 + Foundation.exp(-1.702 * $0)) }, rtol: 1e-5, atol: 1e-7)
             assertClose(withNoGrad { x.silu() }.scalars, x.scalars.map { $0 / (1 + Foundation.exp(-$0)) }, rtol: 2e-6, atol: 1e-7)
         }
     }
