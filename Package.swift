@@ -36,5 +36,6 @@ let package = Package(
         // Tests.
         .target(name: "TMFTestSupport", dependencies: ["TMFTensor"], path: "Tests/TMFTestSupport"),
         .testTarget(name: "TMFTensorTests", dependencies: ["TMFTensor", "TMFTestSupport"]),
+        .testTarget(name: "TMFImageTests", dependencies: ["TMFImage", "TMFTestSupport"]),
     ]
 )

@@ -1,0 +1,266 @@
+import Foundation
+
+/// CLIP image preprocessing, numerically identical to transformers' PIL-backed
+/// `CLIPImageProcessor` (`CLIPImageProcessorPil` in transformers 5, the default
+/// `CLIPImageProcessor` in 4.x): convert to RGB, resize the shortest edge to `size` with
+/// Pillow's resampling (8-bit in, 8-bit out), center-crop to `crop_size`, rescale by 1/255,
+/// normalise with the mean and std, channel-first.
+///
+/// The resized 8-bit pixels equal Pillow's byte for byte, so the floats match transformers'
+/// `pixel_values` to float32 rounding.
+public struct ClipImagePreprocessor: Sendable, Equatable {
+    /// The resize target.
+    public enum Size: Sendable, Equatable {
+        /// Scale so the shorter side is this long; the longer side is
+        /// `Int(shortest * long / short)` (truncated), as `get_resize_output_image_size` with
+        /// `default_to_square=False`.
+        case shortestEdge(Int)
+        /// Resize to exactly this size, ignoring the aspect ratio.
+        case exact(height: Int, width: Int)
+    }
+
+    /// OpenAI CLIP's per-channel mean (R, G, B).
+    public static let clipMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    /// OpenAI CLIP's per-channel standard deviation (R, G, B).
+    public static let clipStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
+
+    public var doResize: Bool
+    public var size: Size
+    public var resample: ResampleFilter
+    public var doCenterCrop: Bool
+    public var cropHeight: Int
+    public var cropWidth: Int
+    public var doRescale: Bool
+    /// Multiplies the 8-bit values (in double precision, then rounded to float32, as numpy does).
+    public var rescaleFactor: Double
+    public var doNormalize: Bool
+    /// Per-channel mean, 3 values.
+    public var mean: [Float]
+    /// Per-channel standard deviation, 3 values.
+    public var std: [Float]
+    /// How transparent PNGs become RGB when read from a file. transformers 5 composites onto
+    /// white (the default); transformers 4.x dropped the alpha channel (`.drop`).
+    public var alpha: AlphaHandling
+    /// Pixel limit for decoding files (see `PNGDecodingOptions.maxPixels`).
+    public var maxPixels: Int
+
+    /// A preprocessor with CLIP's defaults: shortest edge 224, bicubic, center crop 224×224,
+    /// rescale 1/255, OpenAI CLIP mean/std, alpha composited onto white.
+    public init(
+        size: Size = .shortestEdge(224),
+        cropHeight: Int = 224,
+        cropWidth: Int = 224,
+        resample: ResampleFilter = .bicubic,
+        doResize: Bool = true,
+        doCenterCrop: Bool = true,
+        doRescale: Bool = true,
+        rescaleFactor: Double = 1.0 / 255.0,
+        doNormalize: Bool = true,
+        mean: [Float] = ClipImagePreprocessor.clipMean,
+        std: [Float] = ClipImagePreprocessor.clipStd,
+        alpha: AlphaHandling = .compositeOnWhite,
+        maxPixels: Int = PNGDecodingOptions.defaultMaxPixels
+    ) {
+        precondition(mean.count == 3 && std.count == 3, "mean and std need 3 values (R, G, B)")
+        self.size = size
+        self.cropHeight = cropHeight
+        self.cropWidth = cropWidth
+        self.resample = resample
+        self.doResize = doResize
+        self.doCenterCrop = doCenterCrop
+        self.doRescale = doRescale
+        self.rescaleFactor = rescaleFactor
+        self.doNormalize = doNormalize
+        self.mean = mean
+        self.std = std
+        self.alpha = alpha
+        self.maxPixels = maxPixels
+    }
+
+    /// Reads `preprocessor_config.json` from a CLIP checkpoint folder if it is there; otherwise
+    /// returns the defaults of `init()`.
+    /// - Throws: `ImageError.invalidPreprocessorConfig` if the file exists but is malformed or
+    ///   asks for something unsupported.
+    public init(checkpointDirectory: URL) throws {
+        let file = checkpointDirectory.appendingPathComponent("preprocessor_config.json")
+        if FileManager.default.fileExists(atPath: file.path) {
+            try self.init(configFile: file)
+        } else {
+            self.init()
+        }
+    }
+
+    /// Reads a Hugging Face `preprocessor_config.json`: `size` (an int, `{"shortest_edge": n}`
+    /// or `{"height": h, "width": w}`), `crop_size` (an int or `{"height", "width"}`),
+    /// `do_resize`, `do_center_crop`, `do_rescale`, `rescale_factor`, `do_normalize`,
+    /// `image_mean`, `image_std`, `resample` (Pillow's codes 1–5). Missing keys keep CLIP's
+    /// defaults; other keys are ignored.
+    /// - Throws: `ImageError.invalidPreprocessorConfig`.
+    public init(configFile: URL) throws {
+        let path = configFile.path
+        func bad(_ reason: String) -> ImageError { .invalidPreprocessorConfig(path: path, reason: reason) }
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: Data(contentsOf: configFile))
+        } catch {
+            throw bad("not readable JSON (\(error.localizedDescription))")
+        }
+        guard let json = object as? [String: Any] else { throw bad("the top level is not an object") }
+        self.init()
+
+        func int(_ value: Any, _ key: String) throws -> Int {
+            guard let n = value as? NSNumber, n.doubleValue == n.doubleValue.rounded(), n.intValue > 0 else {
+                throw bad("\(key) must be a positive integer")
+            }
+            return n.intValue
+        }
+        func bool(_ key: String) throws -> Bool? {
+            guard let v = json[key], !(v is NSNull) else { return nil }
+            guard let b = v as? Bool else { throw bad("\(key) must be true or false") }
+            return b
+        }
+        func floats(_ key: String) throws -> [Float]? {
+            guard let v = json[key], !(v is NSNull) else { return nil }
+            if let n = v as? NSNumber { return [Float](repeating: n.floatValue, count: 3) }
+            guard let a = v as? [NSNumber], a.count == 3 else { throw bad("\(key) must be a number or 3 numbers") }
+            return a.map { $0.floatValue }
+        }
+
+        if let v = json["size"], !(v is NSNull) {
+            if v is NSNumber {
+                size = .shortestEdge(try int(v, "size"))
+            } else if let d = v as? [String: Any] {
+                if d["longest_edge"] != nil && !(d["longest_edge"] is NSNull) {
+                    throw bad("size.longest_edge is not supported")
+                }
+                if let s = d["shortest_edge"] {
+                    size = .shortestEdge(try int(s, "size.shortest_edge"))
+                } else if let h = d["height"], let w = d["width"] {
+                    size = .exact(height: try int(h, "size.height"), width: try int(w, "size.width"))
+                } else {
+                    throw bad("size needs shortest_edge, or height and width")
+                }
+            } else {
+                throw bad("size must be an integer or an object")
+            }
+        }
+        if let v = json["crop_size"], !(v is NSNull) {
+            if v is NSNumber {
+                cropHeight = try int(v, "crop_size"); cropWidth = cropHeight
+            } else if let d = v as? [String: Any], let h = d["height"], let w = d["width"] {
+                cropHeight = try int(h, "crop_size.height"); cropWidth = try int(w, "crop_size.width")
+            } else {
+                throw bad("crop_size must be an integer or {\"height\", \"width\"}")
+            }
+        }
+        if let v = json["resample"], !(v is NSNull) {
+            guard let n = v as? NSNumber, let f = ResampleFilter(rawValue: n.intValue) else {
+                throw bad("resample must be one of Pillow's filters 1 (lanczos), 2 (bilinear), 3 (bicubic), 4 (box), 5 (hamming)")
+            }
+            resample = f
+        }
+        if let v = json["rescale_factor"], !(v is NSNull) {
+            guard let n = v as? NSNumber else { throw bad("rescale_factor must be a number") }
+            rescaleFactor = n.doubleValue
+        }
+        doResize = try bool("do_resize") ?? doResize
+        doCenterCrop = try bool("do_center_crop") ?? doCenterCrop
+        doRescale = try bool("do_rescale") ?? doRescale
+        doNormalize = try bool("do_normalize") ?? doNormalize
+        mean = try floats("image_mean") ?? mean
+        std = try floats("image_std") ?? std
+    }
+
+    /// The `(height, width)` the resize step gives an image of this size.
+    public func resizedSize(width: Int, height: Int) -> (height: Int, width: Int) {
+        guard doResize else { return (height, width) }
+        switch size {
+        case let .exact(h, w):
+            return (h, w)
+        case let .shortestEdge(target):
+            let (short, long) = width <= height ? (width, height) : (height, width)
+            let newLong = Int(Double(target * long) / Double(short))
+            return width <= height ? (newLong, target) : (target, newLong)
+        }
+    }
+
+    /// The `(height, width)` of the output for an input of this size (the crop size when
+    /// center-cropping).
+    public func outputSize(width: Int, height: Int) -> (height: Int, width: Int) {
+        doCenterCrop ? (cropHeight, cropWidth) : resizedSize(width: width, height: height)
+    }
+
+    /// The 8-bit image after resizing and center-cropping (before rescaling).
+    /// - Returns: an image of `outputSize(width:height:)`.
+    public func resizedAndCropped(_ image: RGBImage) -> RGBImage {
+        var img = image
+        if doResize {
+            let (h, w) = resizedSize(width: image.width, height: image.height)
+            img = img.resized(width: w, height: h, filter: resample)
+        }
+        if doCenterCrop { img = img.centerCropped(width: cropWidth, height: cropHeight) }
+        return img
+    }
+
+    /// Preprocesses one image.
+    /// - Returns: `pixel_values` for it, shape `[3, H, W]` channel-first (R plane, G, B),
+    ///   with `(H, W) = outputSize(width:height:)`.
+    public func pixelValues(_ image: RGBImage) -> [Float] {
+        let img = resizedAndCropped(image)
+        var out = [Float](repeating: 0, count: 3 * img.width * img.height)
+        writePixelValues(img, into: &out, at: 0)
+        return out
+    }
+
+    /// Decodes a PNG (with `alpha` and `maxPixels`) and preprocesses it.
+    /// - Returns: shape `[3, H, W]`.
+    /// - Throws: the `ImageError`s of `RGBImage(contentsOfPNG:options:)`.
+    public func pixelValues(contentsOfPNG url: URL) throws -> [Float] {
+        pixelValues(try RGBImage(contentsOfPNG: url, options: PNGDecodingOptions(maxPixels: maxPixels, alpha: alpha)))
+    }
+
+    /// Preprocesses a batch.
+    /// - Returns: one flat array of shape `[N, 3, H, W]` (N = `images.count`).
+    /// - Throws: `ImageError.unsupported` if the outputs differ in size (only possible
+    ///   without center cropping).
+    public func batchPixelValues(_ images: [RGBImage]) throws -> [Float] {
+        let processed = images.map(resizedAndCropped)
+        guard let first = processed.first else { return [] }
+        let plane = first.width * first.height
+        var out = [Float](repeating: 0, count: processed.count * 3 * plane)
+        for (n, img) in processed.enumerated() {
+            guard img.width == first.width, img.height == first.height else {
+                throw ImageError.unsupported("images of different output sizes (\(first.width)x\(first.height), \(img.width)x\(img.height)) cannot form one batch; enable center cropping")
+            }
+            writePixelValues(img, into: &out, at: n * 3 * plane)
+        }
+        return out
+    }
+
+    /// Decodes and preprocesses a batch of PNG files.
+    /// - Returns: shape `[N, 3, H, W]`.
+    /// - Throws: the first file's `ImageError`, or `.unsupported` as `batchPixelValues(_:)`.
+    public func batchPixelValues(contentsOfPNGs urls: [URL]) throws -> [Float] {
+        let options = PNGDecodingOptions(maxPixels: maxPixels, alpha: alpha)
+        return try batchPixelValues(urls.map { try RGBImage(contentsOfPNG: $0, options: options) })
+    }
+
+    /// Rescales and normalises `img` (already resized/cropped) into `out[offset...]` as
+    /// `[3, H, W]`, with numpy's arithmetic: `float32(float64(u8) * factor)`, then float32
+    /// `(x - mean) / std`.
+    private func writePixelValues(_ img: RGBImage, into out: inout [Float], at offset: Int) {
+        let plane = img.width * img.height
+        for c in 0..<3 {
+            // The 256 possible values of this channel.
+            var table = [Float](repeating: 0, count: 256)
+            for u in 0..<256 {
+                var v = doRescale ? Float(Double(u) * rescaleFactor) : Float(u)
+                if doNormalize { v = (v - mean[c]) / std[c] }
+                table[u] = v
+            }
+            img.pixels.withUnsafeBufferPointer { px in
+                for i in 0..<plane { out[offset + c * plane + i] = table[Int(px[i * 3 + c])] }
+            }
+        }
+    }
+}
