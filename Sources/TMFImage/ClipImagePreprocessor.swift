@@ -99,76 +99,76 @@ public struct ClipImagePreprocessor: Sendable, Equatable {
     public init(configFile: URL) throws {
         let path = configFile.path
         func bad(_ reason: String) -> ImageError { .invalidPreprocessorConfig(path: path, reason: reason) }
-        let object: Any
+        let raw: RawPreprocessorConfig
         do {
-            object = try JSONSerialization.jsonObject(with: Data(contentsOf: configFile))
+            raw = try JSONDecoder().decode(RawPreprocessorConfig.self, from: Data(contentsOf: configFile))
+        } catch let error as DecodingError {
+            throw bad(Self.describe(error))
         } catch {
-            throw bad("not readable JSON (\(error.localizedDescription))")
+            throw bad("cannot read it (\(error.localizedDescription))")
         }
-        guard let json = object as? [String: Any] else { throw bad("the top level is not an object") }
         self.init()
-
-        func int(_ value: Any, _ key: String) throws -> Int {
-            guard let n = value as? NSNumber, n.doubleValue == n.doubleValue.rounded(), n.intValue > 0 else {
-                throw bad("\(key) must be a positive integer")
-            }
-            return n.intValue
+        func positive(_ value: Int?, _ key: String) throws -> Int {
+            guard let v = value, v > 0 else { throw bad("\(key) must be a positive integer") }
+            return v
         }
-        func bool(_ key: String) throws -> Bool? {
-            guard let v = json[key], !(v is NSNull) else { return nil }
-            guard let b = v as? Bool else { throw bad("\(key) must be true or false") }
-            return b
-        }
-        func floats(_ key: String) throws -> [Float]? {
-            guard let v = json[key], !(v is NSNull) else { return nil }
-            if let n = v as? NSNumber { return [Float](repeating: n.floatValue, count: 3) }
-            guard let a = v as? [NSNumber], a.count == 3 else { throw bad("\(key) must be a number or 3 numbers") }
-            return a.map { $0.floatValue }
-        }
-
-        if let v = json["size"], !(v is NSNull) {
-            if v is NSNumber {
-                size = .shortestEdge(try int(v, "size"))
-            } else if let d = v as? [String: Any] {
-                if d["longest_edge"] != nil && !(d["longest_edge"] is NSNull) {
-                    throw bad("size.longest_edge is not supported")
-                }
-                if let s = d["shortest_edge"] {
-                    size = .shortestEdge(try int(s, "size.shortest_edge"))
-                } else if let h = d["height"], let w = d["width"] {
-                    size = .exact(height: try int(h, "size.height"), width: try int(w, "size.width"))
-                } else {
-                    throw bad("size needs shortest_edge, or height and width")
-                }
+        switch raw.size {
+        case nil: break
+        case let .int(n)?:
+            size = .shortestEdge(try positive(n, "size"))
+        case let .dict(d)?:
+            if let longest = d["longest_edge"], longest != nil { throw bad("size.longest_edge is not supported") }
+            if let s = d["shortest_edge"], s != nil {
+                size = .shortestEdge(try positive(s, "size.shortest_edge"))
+            } else if let h = d["height"], let w = d["width"] {
+                size = .exact(height: try positive(h, "size.height"), width: try positive(w, "size.width"))
             } else {
-                throw bad("size must be an integer or an object")
+                throw bad("size needs shortest_edge, or height and width")
             }
         }
-        if let v = json["crop_size"], !(v is NSNull) {
-            if v is NSNumber {
-                cropHeight = try int(v, "crop_size"); cropWidth = cropHeight
-            } else if let d = v as? [String: Any], let h = d["height"], let w = d["width"] {
-                cropHeight = try int(h, "crop_size.height"); cropWidth = try int(w, "crop_size.width")
-            } else {
-                throw bad("crop_size must be an integer or {\"height\", \"width\"}")
-            }
+        switch raw.crop_size {
+        case nil: break
+        case let .int(n)?:
+            cropHeight = try positive(n, "crop_size"); cropWidth = cropHeight
+        case let .dict(d)?:
+            guard let h = d["height"], let w = d["width"] else { throw bad("crop_size needs height and width") }
+            cropHeight = try positive(h, "crop_size.height"); cropWidth = try positive(w, "crop_size.width")
         }
-        if let v = json["resample"], !(v is NSNull) {
-            guard let n = v as? NSNumber, let f = ResampleFilter(rawValue: n.intValue) else {
-                throw bad("resample must be one of Pillow's filters 1 (lanczos), 2 (bilinear), 3 (bicubic), 4 (box), 5 (hamming)")
+        if let r = raw.resample {
+            guard let f = ResampleFilter(rawValue: r) else {
+                throw bad("resample \(r) is not supported; use Pillow's 1 (lanczos), 2 (bilinear), 3 (bicubic), 4 (box) or 5 (hamming)")
             }
             resample = f
         }
-        if let v = json["rescale_factor"], !(v is NSNull) {
-            guard let n = v as? NSNumber else { throw bad("rescale_factor must be a number") }
-            rescaleFactor = n.doubleValue
+        rescaleFactor = raw.rescale_factor ?? rescaleFactor
+        doResize = raw.do_resize ?? doResize
+        doCenterCrop = raw.do_center_crop ?? doCenterCrop
+        doRescale = raw.do_rescale ?? doRescale
+        doNormalize = raw.do_normalize ?? doNormalize
+        for (key, value) in [("image_mean", raw.image_mean), ("image_std", raw.image_std)] {
+            guard let v = value else { continue }
+            let three: [Double]
+            switch v {
+            case let .one(x): three = [x, x, x]
+            case let .many(xs):
+                guard xs.count == 3 else { throw bad("\(key) must be a number or 3 numbers") }
+                three = xs
+            }
+            if key == "image_mean" { mean = three.map(Float.init) } else { std = three.map(Float.init) }
         }
-        doResize = try bool("do_resize") ?? doResize
-        doCenterCrop = try bool("do_center_crop") ?? doCenterCrop
-        doRescale = try bool("do_rescale") ?? doRescale
-        doNormalize = try bool("do_normalize") ?? doNormalize
-        mean = try floats("image_mean") ?? mean
-        std = try floats("image_std") ?? std
+        if std.contains(where: { $0 == 0 }) { throw bad("image_std must not contain 0") }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case let .typeMismatch(_, context), let .valueNotFound(_, context), let .keyNotFound(_, context):
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return key.isEmpty ? "not a JSON object" : "\(key) has the wrong type"
+        case .dataCorrupted:
+            return "not valid JSON"
+        @unknown default:
+            return "cannot decode it"
+        }
     }
 
     /// The `(height, width)` the resize step gives an image of this size.
@@ -263,4 +263,36 @@ public struct ClipImagePreprocessor: Sendable, Equatable {
             }
         }
     }
+}
+
+/// The keys of a Hugging Face `preprocessor_config.json` that matter here, as written.
+private struct RawPreprocessorConfig: Decodable {
+    /// An integer, or an object of optional integers.
+    enum SizeValue: Decodable {
+        case int(Int)
+        case dict([String: Int?])
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let n = try? c.decode(Int.self) { self = .int(n) } else { self = .dict(try c.decode([String: Int?].self)) }
+        }
+    }
+    /// A number, or a list of numbers.
+    enum Numbers: Decodable {
+        case one(Double)
+        case many([Double])
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let x = try? c.decode(Double.self) { self = .one(x) } else { self = .many(try c.decode([Double].self)) }
+        }
+    }
+    var size: SizeValue?
+    var crop_size: SizeValue?
+    var resample: Int?
+    var rescale_factor: Double?
+    var do_resize: Bool?
+    var do_center_crop: Bool?
+    var do_rescale: Bool?
+    var do_normalize: Bool?
+    var image_mean: Numbers?
+    var image_std: Numbers?
 }

@@ -119,9 +119,13 @@ private func clip8(_ sum: Int) -> UInt8 {
 
 extension RGBImage {
     /// Resizes exactly as Pillow's `Image.resize((width, height), resample=filter)` on an RGB
-    /// image (no `box`, no `reducing_gap`): a horizontal pass, rounded to 8 bits, then a
-    /// vertical pass; a pass is skipped when that dimension does not change. The output pixels
-    /// equal Pillow's byte for byte.
+    /// image (no `box`, no `reducing_gap`): two separable passes, each rounded and clipped to
+    /// 8 bits; a pass is skipped when that dimension does not change. Like Pillow 13
+    /// (python-pillow/Pillow#9549), the vertical pass runs first when the height shrinks, by
+    /// more than twice as many pixels as the width does
+    /// (`height - outHeight > 2 * (width - outWidth)`); otherwise the horizontal pass runs
+    /// first, as in earlier Pillow versions. The output pixels equal Pillow 13's byte for byte
+    /// (and earlier versions' whenever the horizontal pass runs first).
     ///
     /// - Parameters:
     ///   - width: output width, at least 1.
@@ -131,72 +135,27 @@ extension RGBImage {
     public func resized(width outW: Int, height outH: Int, filter: ResampleFilter = .bicubic) -> RGBImage {
         precondition(outW > 0 && outH > 0, "resize target must be at least 1x1")
         precondition(width > 0 && height > 0, "cannot resize an empty image")
-        if outW == width && outH == height { return self }
-
-        let vertical = PassWeights(inSize: height, outSize: outH, filter: filter)
-        // Only the input rows the vertical pass reads go through the horizontal pass.
-        let rowFirst = outH != height ? vertical.first[0] : 0
-        let rowEnd = outH != height ? vertical.first[outH - 1] + vertical.count[outH - 1] : height
-
-        var stage = pixels
-        var stageW = width
-        var stageRow0 = 0
-        if outW != width {
-            let h = PassWeights(inSize: width, outSize: outW, filter: filter)
-            let rows = rowEnd - rowFirst
-            var out = [UInt8](repeating: 0, count: rows * outW * 3)
-            let half = 1 << (PassWeights.precisionBits - 1)
-            pixels.withUnsafeBufferPointer { src in
-                h.weights.withUnsafeBufferPointer { wts in
-                    out.withUnsafeMutableBufferPointer { dst in
-                        for r in 0..<rows {
-                            let srcRow = (r + rowFirst) * width * 3
-                            let dstRow = r * outW * 3
-                            for o in 0..<outW {
-                                let lo = h.first[o], n = h.count[o], kw = o * h.taps
-                                var s0 = half, s1 = half, s2 = half
-                                for x in 0..<n {
-                                    let w = Int(wts[kw + x])
-                                    let p = srcRow + (lo + x) * 3
-                                    s0 += Int(src[p]) * w
-                                    s1 += Int(src[p + 1]) * w
-                                    s2 += Int(src[p + 2]) * w
-                                }
-                                dst[dstRow + o * 3] = clip8(s0)
-                                dst[dstRow + o * 3 + 1] = clip8(s1)
-                                dst[dstRow + o * 3 + 2] = clip8(s2)
-                            }
-                        }
-                    }
-                }
-            }
-            stage = out
-            stageW = outW
-            stageRow0 = rowFirst
+        let needH = outW != width, needV = outH != height
+        if !needH && !needV { return self }
+        if !needH {
+            let v = PassWeights(inSize: height, outSize: outH, filter: filter)
+            return RGBImage(width: width, height: outH, pixels: verticalPass(pixels, width: width, rowOffset: 0, weights: v))
         }
-        if outH == height { return RGBImage(width: stageW, height: outH, pixels: stage) }
-
-        var out = [UInt8](repeating: 0, count: outH * outW * 3)
-        let half = 1 << (PassWeights.precisionBits - 1)
-        let rowBytes = stageW * 3
-        stage.withUnsafeBufferPointer { src in
-            vertical.weights.withUnsafeBufferPointer { wts in
-                out.withUnsafeMutableBufferPointer { dst in
-                    for o in 0..<outH {
-                        let lo = vertical.first[o] - stageRow0, n = vertical.count[o], kw = o * vertical.taps
-                        let dstRow = o * rowBytes
-                        for i in 0..<rowBytes {
-                            var s = half
-                            for y in 0..<n {
-                                s += Int(src[(lo + y) * rowBytes + i]) * Int(wts[kw + y])
-                            }
-                            dst[dstRow + i] = clip8(s)
-                        }
-                    }
-                }
-            }
+        let h = PassWeights(inSize: width, outSize: outW, filter: filter)
+        if !needV {
+            return RGBImage(width: outW, height: height, pixels: horizontalPass(pixels, width: width, rows: 0..<height, weights: h))
         }
-        return RGBImage(width: outW, height: outH, pixels: out)
+        let v = PassWeights(inSize: height, outSize: outH, filter: filter)
+        if outH < height && height - outH > 2 * (width - outW) {
+            // Height shrinks much more: vertical first, fewer rows for the horizontal pass.
+            let tall = verticalPass(pixels, width: width, rowOffset: 0, weights: v)
+            return RGBImage(width: outW, height: outH, pixels: horizontalPass(tall, width: width, rows: 0..<outH, weights: h))
+        }
+        // Horizontal first, over only the input rows the vertical pass reads.
+        let rowFirst = v.first[0]
+        let rowEnd = v.first[outH - 1] + v.count[outH - 1]
+        let wide = horizontalPass(pixels, width: width, rows: rowFirst..<rowEnd, weights: h)
+        return RGBImage(width: outW, height: outH, pixels: verticalPass(wide, width: outW, rowOffset: rowFirst, weights: v))
     }
 
     /// Crops the centre `height × width` region as transformers' `center_crop` does: offsets
@@ -240,4 +199,65 @@ extension RGBImage {
 private func floorDiv(_ a: Int, _ b: Int) -> Int {
     let q = a / b
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+}
+
+/// One horizontal pass over `rows` of an RGB image `width` pixels wide.
+/// - Returns: `rows.count × weights.first.count` RGB pixels.
+private func horizontalPass(_ src: [UInt8], width: Int, rows: Range<Int>, weights h: PassWeights) -> [UInt8] {
+    let outW = h.first.count
+    var out = [UInt8](repeating: 0, count: rows.count * outW * 3)
+    let half = 1 << (PassWeights.precisionBits - 1)
+    src.withUnsafeBufferPointer { src in
+        h.weights.withUnsafeBufferPointer { wts in
+            out.withUnsafeMutableBufferPointer { dst in
+                for (r, y) in rows.enumerated() {
+                    let srcRow = y * width * 3
+                    let dstRow = r * outW * 3
+                    for o in 0..<outW {
+                        let lo = h.first[o], n = h.count[o], kw = o * h.taps
+                        var s0 = half, s1 = half, s2 = half
+                        for x in 0..<n {
+                            let w = Int(wts[kw + x])
+                            let p = srcRow + (lo + x) * 3
+                            s0 += Int(src[p]) * w
+                            s1 += Int(src[p + 1]) * w
+                            s2 += Int(src[p + 2]) * w
+                        }
+                        dst[dstRow + o * 3] = clip8(s0)
+                        dst[dstRow + o * 3 + 1] = clip8(s1)
+                        dst[dstRow + o * 3 + 2] = clip8(s2)
+                    }
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// One vertical pass over an RGB image `width` pixels wide whose first row is input row
+/// `rowOffset`.
+/// - Returns: `weights.first.count × width` RGB pixels.
+private func verticalPass(_ src: [UInt8], width: Int, rowOffset: Int, weights v: PassWeights) -> [UInt8] {
+    let outH = v.first.count
+    let rowBytes = width * 3
+    var out = [UInt8](repeating: 0, count: outH * rowBytes)
+    let half = 1 << (PassWeights.precisionBits - 1)
+    src.withUnsafeBufferPointer { src in
+        v.weights.withUnsafeBufferPointer { wts in
+            out.withUnsafeMutableBufferPointer { dst in
+                for o in 0..<outH {
+                    let lo = v.first[o] - rowOffset, n = v.count[o], kw = o * v.taps
+                    let dstRow = o * rowBytes
+                    for i in 0..<rowBytes {
+                        var s = half
+                        for y in 0..<n {
+                            s += Int(src[(lo + y) * rowBytes + i]) * Int(wts[kw + y])
+                        }
+                        dst[dstRow + i] = clip8(s)
+                    }
+                }
+            }
+        }
+    }
+    return out
 }
