@@ -24,15 +24,23 @@ public struct ClipImagePreprocessor: Sendable, Equatable {
     /// OpenAI CLIP's per-channel standard deviation (R, G, B).
     public static let clipStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
 
+    /// Whether to resize (`do_resize`).
     public var doResize: Bool
+    /// The resize target (`size`).
     public var size: Size
+    /// Pillow's resampling filter for the resize (`resample`; CLIP uses bicubic).
     public var resample: ResampleFilter
+    /// Whether to center-crop after resizing (`do_center_crop`).
     public var doCenterCrop: Bool
+    /// Crop height in pixels (`crop_size.height`).
     public var cropHeight: Int
+    /// Crop width in pixels (`crop_size.width`).
     public var cropWidth: Int
+    /// Whether to multiply by `rescaleFactor` (`do_rescale`).
     public var doRescale: Bool
     /// Multiplies the 8-bit values (in double precision, then rounded to float32, as numpy does).
     public var rescaleFactor: Double
+    /// Whether to subtract `mean` and divide by `std` (`do_normalize`).
     public var doNormalize: Bool
     /// Per-channel mean, 3 values.
     public var mean: [Float]

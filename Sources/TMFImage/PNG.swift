@@ -26,6 +26,7 @@ public enum ImageError: Error, LocalizedError, Equatable {
     /// A `preprocessor_config.json` that is malformed or asks for something unsupported.
     case invalidPreprocessorConfig(path: String, reason: String)
 
+    /// One line: what is wrong, with which file, and what to do.
     public var errorDescription: String? {
         switch self {
         case let .unreadable(path, reason):
@@ -54,11 +55,14 @@ public enum ImageError: Error, LocalizedError, Equatable {
 
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved `r, g, b`.
 public struct RGBImage: Sendable, Equatable {
+    /// Width in pixels.
     public var width: Int
+    /// Height in pixels.
     public var height: Int
     /// `height * width * 3` bytes.
     public var pixels: [UInt8]
 
+    /// Wraps `pixels` (shape `[height, width, 3]`); their count must be `width * height * 3`.
     public init(width: Int, height: Int, pixels: [UInt8]) {
         precondition(pixels.count == width * height * 3, "RGB pixel count mismatch")
         self.width = width

@@ -21,6 +21,9 @@ public struct PNGDecodingOptions: Sendable, Equatable {
     /// How transparency becomes RGB.
     public var alpha: AlphaHandling
 
+    /// - Parameters:
+    ///   - maxPixels: the pixel limit (width × height), default 64 megapixels; must not be negative.
+    ///   - alpha: transparency handling, default `.drop` (PIL's `convert("RGB")`).
     public init(maxPixels: Int = PNGDecodingOptions.defaultMaxPixels, alpha: AlphaHandling = .drop) {
         precondition(maxPixels >= 0, "maxPixels must not be negative")
         self.maxPixels = maxPixels
