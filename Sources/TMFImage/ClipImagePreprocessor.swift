@@ -101,8 +101,9 @@ public struct ClipImagePreprocessor: Sendable, Equatable {
     /// Reads a Hugging Face `preprocessor_config.json`: `size` (an int, `{"shortest_edge": n}`
     /// or `{"height": h, "width": w}`), `crop_size` (an int or `{"height", "width"}`),
     /// `do_resize`, `do_center_crop`, `do_rescale`, `rescale_factor`, `do_normalize`,
-    /// `image_mean`, `image_std`, `resample` (Pillow's codes 1–5). Missing keys keep CLIP's
-    /// defaults; other keys are ignored.
+    /// `image_mean`, `image_std`, `resample` (Pillow's codes 1–5; 0, nearest, is refused).
+    /// Missing keys keep CLIP's defaults; other keys are ignored (`do_convert_rgb` too: images
+    /// are always converted to RGB).
     /// - Throws: `ImageError.invalidPreprocessorConfig`.
     public init(configFile: URL) throws {
         let path = configFile.path
