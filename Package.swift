@@ -45,5 +45,6 @@ let package = Package(
         .testTarget(name: "TMFTokenizerTests", dependencies: ["TMFTokenizer", "TMFTestSupport"]),
         .testTarget(name: "TMFFusionTests", dependencies: ["TMFFusion", "TMFTestSupport"]),
         .testTarget(name: "TMFTrainerTests", dependencies: ["TMFTrainer", "TMFTestSupport"]),
+        .testTarget(name: "TMFImageTests", dependencies: ["TMFImage", "TMFTestSupport"]),
     ]
 )
