@@ -27,8 +27,9 @@ let package = Package(
         .target(name: "TMFTensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: release),
         .target(name: "TMFCheckpoint", dependencies: ["TMFTensor"], swiftSettings: release),
         .target(name: "TMFImage", dependencies: ["CPNG"], swiftSettings: release),
+        .target(name: "TMFData", dependencies: ["TMFTensor", "TMFImage"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
-            "TMFTensor", "TMFCheckpoint",
+            "TMFTensor", "TMFCheckpoint", "TMFData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: release),
         .executableTarget(name: "tmf", dependencies: ["TMFCLI"], swiftSettings: release),
@@ -36,5 +37,6 @@ let package = Package(
         // Tests.
         .target(name: "TMFTestSupport", dependencies: ["TMFTensor"], path: "Tests/TMFTestSupport"),
         .testTarget(name: "TMFTensorTests", dependencies: ["TMFTensor", "TMFTestSupport"]),
+        .testTarget(name: "TMFDataTests", dependencies: ["TMFData", "TMFTestSupport"]),
     ]
 )

@@ -1,0 +1,2 @@
+import ArgumentParser
+struct ImportCommand: ParsableCommand { static let configuration = CommandConfiguration(commandName: "import") }

@@ -1,0 +1,2 @@
+import ArgumentParser
+struct SynthCommand: ParsableCommand { static let configuration = CommandConfiguration(commandName: "synth") }
