@@ -105,18 +105,15 @@ final class ChunkedFile {
 
     deinit { close(fd) }
 
+    private var scratch = [UInt8](repeating: 0, count: ChunkedFile.chunkSize)
+
     /// Appends up to one chunk to `buffer`; returns false at end of file.
     func read(into buffer: inout [UInt8]) throws -> Bool {
-        let old = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: ChunkedFile.chunkSize))
-        let n = buffer.withUnsafeMutableBufferPointer { buf in
-            Foundation.read(fd, buf.baseAddress! + old, ChunkedFile.chunkSize)
+        let n = scratch.withUnsafeMutableBufferPointer { buf in
+            Foundation.read(fd, buf.baseAddress!, ChunkedFile.chunkSize)
         }
-        if n < 0 {
-            buffer.removeLast(ChunkedFile.chunkSize)
-            throw DataError.io(path: path, reason: String(cString: strerror(errno)))
-        }
-        buffer.removeLast(ChunkedFile.chunkSize - n)
+        if n < 0 { throw DataError.io(path: path, reason: String(cString: strerror(errno))) }
+        buffer.append(contentsOf: scratch[0..<n])
         return n > 0
     }
 }

@@ -13,6 +13,11 @@ public struct AnswerScore: Sendable, Equatable {
     /// Whether the answer is valid and names the ground truth.
     public var correct: Bool
 
+    public init(chosen: Int?, correct: Bool) {
+        self.chosen = chosen
+        self.correct = correct
+    }
+
     /// Whether the answer names exactly one candidate.
     public var valid: Bool { chosen != nil }
 }
