@@ -50,6 +50,7 @@ extension Dataset {
         var cols = EventColumns()
         var columns: [String: Int] = [:]
         var needed = 0
+        var (userCol, itemCol, behaviorCol, timeCol) = (0, 0, 0, 0)
         var sawHeader = false
         let file = interURL.path
         try forEachCSVRecord(path: file, hasher: &interHash) { rec in
@@ -67,14 +68,16 @@ extension Dataset {
                     throw DataError.missingColumn(file: file, column: c, header: header)
                 }
                 needed = header.count
+                (userCol, itemCol, behaviorCol, timeCol) =
+                    (columns["user_id"]!, columns["item_id"]!, columns["behavior"]!, columns["timestamp"]!)
                 return
             }
             do {
                 if rec.count != needed {
                     throw DataError.wrongFieldCount(file: file, line: rec.line, expected: needed, found: rec.count)
                 }
-                guard let user = rec.string(columns["user_id"]!), let itemID = rec.string(columns["item_id"]!),
-                      let behavior = rec.string(columns["behavior"]!), let stamp = rec.string(columns["timestamp"]!)
+                guard let user = rec.string(userCol), let itemID = rec.string(itemCol),
+                      let behavior = rec.string(behaviorCol), let stamp = rec.string(timeCol)
                 else { throw DataError.notUTF8(file: file, line: rec.line) }
                 if user.isEmpty { throw DataError.missingField(file: file, line: rec.line, field: "user_id") }
                 guard let item = itemIndex[itemID] else { throw DataError.unknownItem(file: file, line: rec.line, id: itemID) }
@@ -195,12 +198,12 @@ extension Dataset {
     }
 
     /// Checks an image path stays inside the dataset and exists; returns its bytes.
-    private static func checkImage(_ path: String, root: URL, rootReal: String, file: String, line: Int) throws -> Data {
+    private static func checkImage(_ path: String, root: URL, rootReal: String, file: String, line: Int) throws -> [UInt8] {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         if path.hasPrefix("/") || path.hasPrefix("~") || parts.contains("..") || path.contains("\\") {
             throw DataError.imageEscapes(file: file, line: line, path: path)
         }
-        let full = root.appendingPathComponent(path).path
+        let full = (root.path.hasSuffix("/") ? root.path : root.path + "/") + path
         guard let real = realPath(full) else {
             // A dangling symlink or an absent file.
             throw DataError.missingImage(file: file, line: line, path: path)
@@ -208,7 +211,7 @@ extension Dataset {
         if !real.hasPrefix(rootReal.hasSuffix("/") ? rootReal : rootReal + "/") {
             throw DataError.imageEscapes(file: file, line: line, path: path)
         }
-        guard let data = FileManager.default.contents(atPath: real) else {
+        guard let data = readWholeFile(real) else {
             throw DataError.missingImage(file: file, line: line, path: path)
         }
         return data

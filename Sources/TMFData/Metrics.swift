@@ -3,7 +3,20 @@ import TMFTensor
 
 /// Lower-cases, trims and collapses runs of whitespace to one space.
 public func normalizeTitle(_ s: String) -> String {
-    s.lowercased().split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(s.utf8.count)
+    for b in s.utf8 {
+        if b >= 0x80 {  // non-ASCII: the general (slower) path
+            return s.lowercased().split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+        }
+        if b == 0x20 || (b >= 0x09 && b <= 0x0D) {
+            if let last = bytes.last, last != 0x20 { bytes.append(0x20) }
+        } else {
+            bytes.append(b >= 0x41 && b <= 0x5A ? b + 0x20 : b)
+        }
+    }
+    if bytes.last == 0x20 { bytes.removeLast() }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// How one generated answer scores against a candidate set (DESIGN.md §4).

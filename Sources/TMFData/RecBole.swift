@@ -126,7 +126,7 @@ public func importRecBole(from dir: URL, to out: URL, options: RecBoleImportOpti
     // Interactions.
     var csv = "user_id,item_id,behavior,timestamp\n"
     let csvTmp = out.appendingPathComponent(".interactions.csv.tmp")
-    fm.createFile(atPath: csvTmp.path, contents: nil)
+    _ = fm.createFile(atPath: csvTmp.path, contents: nil)
     guard let handle = FileHandle(forWritingAtPath: csvTmp.path) else {
         throw DataError.io(path: csvTmp.path, reason: "cannot create file")
     }

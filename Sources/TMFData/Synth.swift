@@ -183,7 +183,7 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
     // Users.
     let csvURL = url.appendingPathComponent("interactions.csv")
     let tmp = url.appendingPathComponent(".interactions.csv.tmp")
-    fm.createFile(atPath: tmp.path, contents: nil)
+    _ = fm.createFile(atPath: tmp.path, contents: nil)
     guard let out = FileHandle(forWritingAtPath: tmp.path) else {
         throw DataError.io(path: tmp.path, reason: "cannot create file")
     }

@@ -134,3 +134,21 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(try d.evaluate(baseline: .random, split: .test, seed: 3, limit: 5).examples, 5)
     }
 }
+
+final class HashAndNormaliseTests: XCTestCase {
+    func testSHA256Vectors() {
+        XCTAssertEqual(SHA256().hexDigest(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        var h = SHA256()
+        h.update(string: "abc")
+        XCTAssertEqual(h.hexDigest(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        var m = SHA256()
+        for _ in 0..<1000 { m.update([UInt8](repeating: 0x61, count: 1000)) }  // fed in uneven pieces
+        XCTAssertEqual(m.hexDigest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    func testNormalizeTitle() {
+        XCTAssertEqual(normalizeTitle("  Red\t\tBIKE  Helmet \n"), "red bike helmet")
+        XCTAssertEqual(normalizeTitle("Café  ÉCLAIR\u{00A0}Box"), "café éclair box")
+        XCTAssertEqual(normalizeTitle(" \t "), "")
+    }
+}
