@@ -137,7 +137,9 @@ extension Dataset {
         var imageHash = SHA256()
         let file = itemsURL.path
         let rootReal = realPath(root.path) ?? root.standardizedFileURL.path
-        try forEachLine(path: file, hasher: &hasher) { bytes, line in
+        try forEachLine(path: file, hasher: &hasher) { raw, line in
+            var bytes = raw
+            if line == 1 && bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }  // UTF-8 BOM
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
             do {
                 guard decodeUTF8(bytes) != nil else { throw DataError.notUTF8(file: file, line: line) }

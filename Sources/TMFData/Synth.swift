@@ -142,7 +142,7 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
     var lines = ""
     lines.reserveCapacity(options.items * 300)
     for (i, it) in items.enumerated() {
-        let id = String(format: "I%06d", i + 1)
+        let id = "I" + zeroPadded(i + 1, 6)
         let color = W.colors[it.color].name
         let cat = W.categories[it.category].name
         // Where the colour shows: title (45%), description only (25%), image only (30%).
@@ -192,7 +192,7 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
     let digits = String(options.users).count
     for u in 0..<options.users {
         var r = SeededRNG(seed: options.seed, key: ["synth", "user", String(u)])
-        let uid = "U" + String(repeating: "0", count: max(0, digits - String(u + 1).count)) + String(u + 1)
+        let uid = "U" + zeroPadded(u + 1, digits)
         let audience = [0, 1, 1, 2, 2][r.nextInt(below: 5)]
         let colors = [r.nextInt(below: W.colors.count), r.nextInt(below: W.colors.count)]
         let favBrands = [r.nextInt(below: W.brands.count), r.nextInt(below: W.brands.count)]
@@ -259,7 +259,7 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
             }
             for (item, behavior) in session {
                 t += 20 + r.nextInt(below: 300)
-                buffer += "\(uid),I\(String(format: "%06d", item + 1)),\(behavior),\(t)\n"
+                buffer += uid + ",I" + zeroPadded(item + 1, 6) + "," + behavior + "," + String(t) + "\n"
                 events += 1
             }
         }
@@ -326,4 +326,10 @@ func writeAtomically(_ text: String, to url: URL) throws {
     if rename(tmp.path, url.path) != 0 {
         throw DataError.io(path: url.path, reason: String(cString: strerror(errno)))
     }
+}
+
+/// `n` in decimal, left-padded with zeros to `width` digits (faster than `String(format:)`).
+func zeroPadded(_ n: Int, _ width: Int) -> String {
+    let s = String(n)
+    return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
 }
