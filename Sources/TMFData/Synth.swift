@@ -225,6 +225,7 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
         var t = 1_700_000_000 + r.nextInt(below: 60 * 86_400)
         let sessions = 3 + r.nextInt(below: 5)
         var lastPurchase: Int? = nil
+        var touched = Set<Int>()
         for s in 0..<sessions {
             t += 86_400 + r.nextInt(below: 3 * 86_400)
             let topic = r.nextFloat() < 0.85 ? topics[r.nextInt(below: topics.count)] : r.nextInt(below: W.topics.count)
@@ -232,9 +233,10 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
             if let last = lastPurchase, W.categories[last].topic == topic, r.nextFloat() < 0.7 {
                 category = W.complement(last)
             }
-            // Session kind: 0 browse then buy, 1 buy directly, 2 browse only (never the last two).
+            // Session kind: 0 browse then buy (40%), 1 buy directly (45%), 2 browse only (15%, never
+            // the last two sessions).
             let x = r.nextFloat()
-            let kind = x < 0.55 ? 0 : (x < 0.85 || s >= sessions - 2 ? 1 : 2)
+            let kind = x < 0.4 ? 0 : (x < 0.85 || s >= sessions - 2 ? 1 : 2)
             var session: [(Int, String)] = []
             var viewed: [Int] = []
             for _ in 0..<(kind == 1 ? 1 + r.nextInt(below: 2) : 2 + r.nextInt(below: 3)) {
@@ -251,13 +253,15 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
                 lastPurchase = items[buy].category
             case 1:
                 var buy = pick(category, strict: true, &r)
-                for _ in 0..<3 where viewed.contains(buy) { buy = pick(category, strict: true, &r) }
+                // A direct purchase is of an item the user has not seen (found elsewhere).
+                for _ in 0..<6 where viewed.contains(buy) || touched.contains(buy) { buy = pick(category, strict: true, &r) }
                 session.append((buy, "purchase"))
                 lastPurchase = items[buy].category
             default:
                 if r.nextFloat() < 0.5 { session.append((viewed[0], "cart")) }
             }
             for (item, behavior) in session {
+                touched.insert(item)
                 t += 20 + r.nextInt(below: 300)
                 buffer += uid + ",I" + zeroPadded(item + 1, 6) + "," + behavior + "," + String(t) + "\n"
                 events += 1
