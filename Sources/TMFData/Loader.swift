@@ -30,7 +30,7 @@ extension Dataset {
         }
         if let t = options.target {
             config.target = t
-            config = try config.validated(file: options.target.map { _ in "--target" } ?? configURL.path)
+            config = try config.validated(file: "--target")
         }
         var skipped = SkipReport()
 
