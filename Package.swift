@@ -32,8 +32,9 @@ let package = Package(
         .target(name: "TMFTokenizer", dependencies: ["CSentencePiece"], swiftSettings: release),
         .target(name: "TMFFusion", dependencies: ["TMFTensor"], swiftSettings: release),
         .target(name: "TMFTrainer", dependencies: ["TMFTensor", "TMFFusion"], swiftSettings: release),
+        .target(name: "TMFData", dependencies: ["TMFTensor", "TMFImage"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
-            "TMFTensor", "TMFCheckpoint",
+            "TMFTensor", "TMFCheckpoint", "TMFData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: release),
         .executableTarget(name: "tmf", dependencies: ["TMFCLI"], swiftSettings: release),
@@ -46,5 +47,6 @@ let package = Package(
         .testTarget(name: "TMFFusionTests", dependencies: ["TMFFusion", "TMFTestSupport"]),
         .testTarget(name: "TMFTrainerTests", dependencies: ["TMFTrainer", "TMFTestSupport"]),
         .testTarget(name: "TMFImageTests", dependencies: ["TMFImage", "TMFTestSupport"]),
+        .testTarget(name: "TMFDataTests", dependencies: ["TMFData", "TMFTestSupport"]),
     ]
 )
