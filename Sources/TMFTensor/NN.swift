@@ -303,3 +303,38 @@ extension Tensor {
         }
     }
 }
+
+// MARK: - Row replacement (embedding injection)
+
+extension Tensor {
+    /// `self` [N, D...] with row `rows[i]` replaced by row i of `values` [rows.count, D...]
+    /// (rows distinct). Gradients: `values` gets the output gradient's replaced rows, `self`
+    /// the rest (replaced rows get zero). Used to put adaptor outputs at the positions of
+    /// modality tokens in a prompt's token embeddings.
+    public func replacingRows(_ rows: [Int], with values: Tensor) -> Tensor {
+        let n = shape[0], d = count / max(n, 1)
+        precondition(values.shape.first == rows.count && values.count == rows.count * d,
+                     "replacingRows: \(rows.count) rows of width \(d) from \(values.shape)")
+        precondition(Set(rows).count == rows.count && rows.allSatisfy { $0 >= 0 && $0 < n }, "replacingRows: rows must be distinct and in 0..<\(n)")
+        let out = copy()
+        for (i, r) in rows.enumerated() { (out.pointer + r * d).update(from: values.pointer + i * d, count: d) }
+        return out.record([self, values]) { [self] g in
+            if self.requiresGrad {
+                let gb = self.gradBuffer().pointer
+                var replaced = [Bool](repeating: false, count: n)
+                for r in rows { replaced[r] = true }
+                for r in 0..<n where !replaced[r] {
+                    let s = g.pointer + r * d, t = gb + r * d
+                    for j in 0..<d { t[j] += s[j] }
+                }
+            }
+            if values.requiresGrad {
+                let gv = values.gradBuffer().pointer
+                for (i, r) in rows.enumerated() {
+                    let s = g.pointer + r * d, t = gv + i * d
+                    for j in 0..<d { t[j] += s[j] }
+                }
+            }
+        }
+    }
+}

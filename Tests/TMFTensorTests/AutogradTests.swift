@@ -97,3 +97,19 @@ final class AutogradTests: XCTestCase {
         }
     }
 }
+
+final class ReplacingRowsTests: XCTestCase {
+    func testValuesLandAtExactlyTheRowsAndGradientsSplit() {
+        let base = Tensor((0..<12).map(Float.init), shape: [4, 3], requiresGrad: true)
+        let values = Tensor([100, 101, 102, 200, 201, 202], shape: [2, 3], requiresGrad: true)
+        let out = base.replacingRows([3, 1], with: values)
+        XCTAssertEqual(out.scalars, [0, 1, 2, 200, 201, 202, 6, 7, 8, 100, 101, 102])
+        let up = Tensor((0..<12).map { Float($0) + 1 }, shape: [4, 3])
+        (out * up).sum().backward()
+        XCTAssertEqual(base.grad!.scalars, [1, 2, 3, 0, 0, 0, 7, 8, 9, 0, 0, 0])
+        XCTAssertEqual(values.grad!.scalars, [10, 11, 12, 4, 5, 6])
+        gradCheck([Tensor((0..<12).map(Float.init), shape: [4, 3]), Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3])]) {
+            $0[0].replacingRows([0, 2], with: $0[1]).square()
+        }
+    }
+}
