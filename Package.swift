@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "TMFImage", dependencies: ["CPNG"], swiftSettings: release),
         .target(name: "TMFTokenizer", dependencies: ["CSentencePiece"], swiftSettings: release),
         .target(name: "TMFFusion", dependencies: ["TMFTensor"], swiftSettings: release),
-        .target(name: "TMFTrainer", dependencies: ["TMFTensor", "TMFFusion"], swiftSettings: release),
+        .target(name: "TMFTrainer", dependencies: ["TMFTensor", "TMFFusion", "TMFData", "TMFTokenizer"], swiftSettings: release),
         .target(name: "TMFData", dependencies: ["TMFTensor", "TMFImage"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint", "TMFData",

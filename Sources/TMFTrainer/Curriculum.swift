@@ -1,20 +1,11 @@
 import Foundation
+import TMFData
 import TMFTensor
 
-/// Task complexity levels of the paper's §4.3 (Figure 3).
-public enum TaskLevel: String, Codable, Sendable, CaseIterable, Comparable {
-    /// Text-only prompt (Eq. 9): trains LoRA.
-    case easy
-    /// + behavior tokens `[MT_b]` (Eq. 10): + behavior adaptor.
-    case medium
-    /// + item tokens `[MT_i]` (Eq. 11): + fusion module and item adaptor.
-    case hard
-
-    public static func < (a: TaskLevel, b: TaskLevel) -> Bool {
-        let order: [TaskLevel] = [.easy, .medium, .hard]
-        return order.firstIndex(of: a)! < order.firstIndex(of: b)!
-    }
-}
+/// Task complexity levels of the paper's §4.3 (Figure 3): the prompt levels of `TMFData`.
+/// easy = text only (Eq. 9, trains LoRA); medium = + `[MT_b]` (Eq. 10, + behavior adaptor);
+/// hard = + `[MT_i]` (Eq. 11, + fusion and item adaptor).
+public typealias TaskLevel = PromptLevel
 
 /// Which modalities a model uses: the ablations of the paper's Table 3 (`--modalities`).
 public enum Modalities: String, Codable, Sendable, CaseIterable {
