@@ -1,0 +1,50 @@
+import Foundation
+import TMFData
+import TMFTensor
+
+extension Recommender {
+    /// The prompt of `example` at `level` with the evaluation template and its candidate set.
+    public func evaluationPrompt(_ example: Example, dataset: Dataset, seed: UInt64, historyLength: Int,
+                                 level: TaskLevel) throws -> (prompt: Prompt, candidates: [Int]) {
+        let candidates = try dataset.candidates(for: example, seed: seed)
+        let prompt = PromptBuilder(dataset: dataset).prompt(for: example, in: dataset, candidates: candidates, level: level,
+                                                           template: PromptBuilder.evalTemplate, historyLength: historyLength)
+        return (prompt, candidates)
+    }
+
+    /// Scores greedy answers on `examples` with DESIGN.md §4's validity and HitRate rules, at this
+    /// model's hardest task level, on the same seeded candidate sets every baseline sees.
+    ///
+    /// - Parameters:
+    ///   - constrained: decode only token paths that spell a candidate title.
+    ///   - progress: called with (done, total) after each batch; return false to stop early.
+    public func evaluate(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int,
+                         constrained: Bool = false, batchSize: Int = 8,
+                         progress: ((Int, Int) -> Bool)? = nil) throws -> EvalMetrics {
+        var metrics = EvalMetrics()
+        let level = modalities.hardestLevel
+        var start = 0
+        while start < examples.count {
+            let chunk = Array(examples[start..<min(start + batchSize, examples.count)])
+            var encoded: [EncodedPrompt] = [], candidateSets: [[Int]] = [], tries: [TokenTrie] = []
+            for ex in chunk {
+                let (prompt, candidates) = try evaluationPrompt(ex, dataset: dataset, seed: seed, historyLength: historyLength, level: level)
+                encoded.append(try encoder.encode(prompt, withAnswer: false))
+                candidateSets.append(candidates)
+                if constrained {
+                    tries.append(TokenTrie(try candidates.map { try encoder.tokenizer.encode(dataset.items[$0].title, addBOS: false) }))
+                }
+            }
+            let outputs = generate(encoded, level: level, constraints: constrained ? tries : nil)
+            for (i, ex) in chunk.enumerated() {
+                let text = encoder.tokenizer.decode(outputs[i])
+                let titles = candidateSets[i].map { dataset.items[$0].title }
+                let truth = candidateSets[i].firstIndex(of: ex.target)!
+                metrics.add(scoreAnswer(text, candidateTitles: titles, truth: truth))
+            }
+            start += chunk.count
+            if let progress, !progress(start, examples.count) { break }
+        }
+        return metrics
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import TMFCheckpoint
+import TMFData
+import TMFFusion
+import TMFLlama
+import TMFLoRA
+import TMFTensor
+import TMFTokenizer
+
+/// Per-item feature tables the fusion module reads (frozen): CLIP image and text embeddings
+/// and MBHT item embeddings, plus MBHT's behavior-type embeddings. Missing modalities are zero
+/// rows (an item without an image has a zero image row).
+public struct ItemFeatures: @unchecked Sendable {
+    /// [items, d_v]
+    public var image: Tensor
+    /// [items, d_v]
+    public var text: Tensor
+    /// [items, d_g]
+    public var graph: Tensor
+    /// [behaviors, d_g]
+    public var behaviors: Tensor
+
+    public init(image: Tensor, text: Tensor, graph: Tensor, behaviors: Tensor) {
+        precondition(image.shape == text.shape && image.shape[0] == graph.shape[0] && graph.shape[1] == behaviors.shape[1],
+                     "item feature tables disagree: \(image.shape) \(text.shape) \(graph.shape) \(behaviors.shape)")
+        self.image = image; self.text = text; self.graph = graph; self.behaviors = behaviors
+    }
+}
+
+/// A batch of encoded prompts laid out for the LLM: left-padded, with the flat row of every
+/// modality token.
+struct PromptBatch {
+    let prompts: [EncodedPrompt]
+    /// Padded length T.
+    let length: Int
+    /// [B][T] token ids, padding and special tokens replaced by 0 (their rows are masked or replaced).
+    let tokens: [[Int]]
+    /// [B][T], false on padding.
+    let mask: [[Bool]]
+    /// Left padding of each row.
+    let offsets: [Int]
+
+    init(_ prompts: [EncodedPrompt], vocabularySize: Int, upTo: (EncodedPrompt) -> Int) {
+        self.prompts = prompts
+        let lengths = prompts.map(upTo)
+        length = lengths.max() ?? 0
+        offsets = lengths.map { length - $0 }
+        tokens = zip(prompts, lengths).map { p, n in
+            Array(repeating: 0, count: length - n) + p.tokens[..<n].map { $0 < vocabularySize ? $0 : 0 }
+        }
+        mask = lengths.map { Array(repeating: false, count: length - $0) + Array(repeating: true, count: $0) }
+    }
+
+    /// Flat index b·T + t of position `p` of prompt `b`.
+    func row(_ b: Int, _ p: Int) -> Int { b * length + offsets[b] + p }
+}
+
+/// The TMF model at run time: a frozen Llama with LoRA adapters, the fusion module and adaptors,
+/// the item feature tables, and the tokenizer. Builds the hybrid prompt's input embeddings
+/// (token embeddings with modality-token rows replaced by adaptor outputs, paper §4.2), computes
+/// the answer-token loss, and generates answers.
+public final class Recommender: @unchecked Sendable {
+    public let llm: LlamaModel
+    public let lora: LoRAModel
+    public let fusion: FusionModule
+    public let features: ItemFeatures
+    public let encoder: HybridPromptEncoder
+    public let modalities: Modalities
+
+    public init(llm: LlamaModel, lora: LoRAModel, fusion: FusionModule, features: ItemFeatures,
+                encoder: HybridPromptEncoder, modalities: Modalities) {
+        self.llm = llm; self.lora = lora; self.fusion = fusion; self.features = features
+        self.encoder = encoder; self.modalities = modalities
+    }
+
+    var depth: FusionDepth { modalities == .full ? .full : .amsa }
+
+    /// Trainable tensors of each parameter group.
+    public func parameters(of group: ParameterGroup) -> [(String, Tensor)] {
+        switch group {
+        case .lora: return lora.peftNamedParameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        case .behaviorAdaptor: return fusion.behaviorAdaptorParameters
+        case .fusion: return fusion.fusionParameters
+        case .itemAdaptor: return fusion.itemAdaptorParameters
+        }
+    }
+
+    /// Input embeddings (B, T, hidden) of a batch at `level`: token embeddings, with `[MT_b]` rows
+    /// (medium, hard) and `[MT_i]` rows (hard) replaced by adaptor outputs. For the hard level
+    /// each prompt's item tokens are fused together (AMSA and CMA run over the prompt's items).
+    func inputEmbeddings(_ batch: PromptBatch, level: TaskLevel) -> Tensor {
+        let d = llm.configuration.hiddenSize
+        let base = llm.embed(batch.tokens).reshaped([batch.prompts.count * batch.length, d])  // (B·T, hidden)
+        var rows: [Int] = []
+        var values: [Tensor] = []
+        if level != .easy {
+            var behaviorIndex: [Int] = []
+            for (b, p) in batch.prompts.enumerated() {
+                for s in p.behaviorSlots { rows.append(batch.row(b, s.position)); behaviorIndex.append(s.behavior) }
+            }
+            if !behaviorIndex.isEmpty {
+                let table = fusion.behaviorTokens(features.behaviors)                         // (behaviors, hidden)
+                values.append(table.gatherRows(behaviorIndex))                                // (slots, hidden)
+            }
+        }
+        if level == .hard {
+            for (b, p) in batch.prompts.enumerated() where !p.itemSlots.isEmpty {
+                let items = p.itemSlots.map(\.item)
+                let tokens = fusion.itemTokens(image: features.image.gatherRows(items), text: features.text.gatherRows(items),
+                                               graph: features.graph.gatherRows(items), depth: depth)  // (slots, hidden)
+                rows += p.itemSlots.map { batch.row(b, $0.position) }
+                values.append(tokens)
+            }
+        }
+        let x = values.isEmpty ? base : base.replacingRows(rows, with: values.count == 1 ? values[0] : Tensor.concat(values, axis: 0))
+        return x.reshaped([batch.prompts.count, batch.length, d])
+    }
+
+    /// Mean next-token cross-entropy over the answer tokens of a batch of prompts encoded with
+    /// their answers (Eq. 9-11), and the number of answer tokens.
+    public func loss(_ prompts: [EncodedPrompt], level: TaskLevel) -> (loss: Tensor, tokens: Int) {
+        let batch = PromptBatch(prompts, vocabularySize: llm.configuration.vocabularySize) { $0.tokens.count }
+        var rows: [Int] = [], targets: [Int] = []
+        for (b, p) in prompts.enumerated() {
+            for (t, label) in p.labels.enumerated() where label != -100 {
+                rows.append(batch.row(b, t)); targets.append(label)
+            }
+        }
+        let x = inputEmbeddings(batch, level: level)
+        let logits = llm(.embeddings(x), attentionMask: batch.mask, logits: .rows(rows), training: true)  // (rows, vocab)
+        return (Tensor.crossEntropy(logits, targets: targets), targets.count)
+    }
+
+    /// Greedy answers (token ids, EOS and newline excluded) for prompts encoded without answers.
+    /// With `constraints`, each sequence may only spell one of its allowed token sequences
+    /// (candidate titles followed by EOS).
+    public func generate(_ prompts: [EncodedPrompt], level: TaskLevel, maxTokens: Int = 32,
+                         constraints: [TokenTrie]? = nil) -> [[Int]] {
+        withNoGrad {
+            let batch = PromptBatch(prompts, vocabularySize: llm.configuration.vocabularySize) { $0.promptLength }
+            let x = inputEmbeddings(batch, level: level)
+            var stops: Set<Int> = [encoder.tokenizer.eosID]
+            if let nl = encoder.tokenizer.pieceToId("<0x0A>") { stops.insert(nl) }
+            let params = GenerationParameters(maxTokens: maxTokens, temperature: 0, stopTokens: stops)
+            let eos = encoder.tokenizer.eosID
+            let processor: LogitsProcessor? = constraints.map { tries in
+                { seq, generated, logits in
+                    let allowed = tries[seq].next(after: generated, end: eos)
+                    guard !allowed.isEmpty else { return }
+                    for i in 0..<logits.count where !allowed.contains(i) { logits[i] = -.infinity }
+                }
+            }
+            return llm.generate(prompt: .embeddings(x), attentionMask: batch.mask, parameters: params, logitsProcessor: processor)
+        }
+    }
+}
+
+/// Token sequences a constrained decoder may spell (one per candidate title, each ending in the
+/// end token), as a prefix trie.
+public struct TokenTrie: Sendable {
+    let sequences: [[Int]]
+
+    /// - Parameter sequences: allowed token sequences (without the end token).
+    public init(_ sequences: [[Int]]) { self.sequences = sequences }
+
+    /// Tokens allowed after `prefix`: the next token of every sequence extending it, or `end`
+    /// where a sequence is complete.
+    public func next(after prefix: [Int], end: Int) -> Set<Int> {
+        var out = Set<Int>()
+        for s in sequences where s.count >= prefix.count && Array(s[..<prefix.count]) == prefix {
+            out.insert(s.count == prefix.count ? end : s[prefix.count])
+        }
+        return out
+    }
+}
