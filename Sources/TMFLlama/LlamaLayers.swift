@@ -1,6 +1,9 @@
 import Foundation
 import TMFTensor
 
+/// Supplies the weight of a given Hugging Face name and shape (zeros, or a checkpoint tensor).
+typealias WeightProvider = (_ name: String, _ shape: [Int]) throws -> Tensor
+
 /// A trainable change to a frozen linear layer's output (LoRA implements it in `TMFLoRA`).
 public protocol LinearAdapter: AnyObject {
     /// The term added to the base output: x [..., in] → [..., out].
@@ -21,9 +24,9 @@ public final class LlamaLinear: @unchecked Sendable {
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
 
-    init(key: String, out: Int, in: Int) {
+    init(key: String, prefix: String, out: Int, in: Int, _ provide: WeightProvider) throws {
         self.key = key
-        weight = Tensor(zeros: [out, `in`])
+        weight = try provide(prefix + key + ".weight", [out, `in`])
     }
 
     /// x [..., in] → [..., out].
@@ -49,9 +52,9 @@ public final class LlamaRMSNorm: @unchecked Sendable {
     /// (dim)
     public let weight: Tensor
     public let eps: Float
-    init(key: String, dim: Int, eps: Float) {
+    init(key: String, prefix: String, dim: Int, eps: Float, _ provide: WeightProvider) throws {
         self.key = key
-        weight = Tensor(repeating: 1, shape: [dim])
+        weight = try provide(prefix + key + ".weight", [dim])
         self.eps = eps
     }
     /// x [..., dim] → [..., dim].
@@ -70,12 +73,12 @@ public final class LlamaAttention: @unchecked Sendable {
     public let oProj: LlamaLinear
     let heads: Int, kvHeads: Int, headDim: Int
 
-    init(_ c: LlamaConfiguration) {
+    init(_ c: LlamaConfiguration, prefix: String, _ provide: WeightProvider) throws {
         heads = c.attentionHeads; kvHeads = c.kvHeads; headDim = c.headDim
-        qProj = LlamaLinear(key: "self_attn.q_proj", out: heads * headDim, in: c.hiddenSize)
-        kProj = LlamaLinear(key: "self_attn.k_proj", out: kvHeads * headDim, in: c.hiddenSize)
-        vProj = LlamaLinear(key: "self_attn.v_proj", out: kvHeads * headDim, in: c.hiddenSize)
-        oProj = LlamaLinear(key: "self_attn.o_proj", out: c.hiddenSize, in: heads * headDim)
+        qProj = try LlamaLinear(key: "self_attn.q_proj", prefix: prefix, out: heads * headDim, in: c.hiddenSize, provide)
+        kProj = try LlamaLinear(key: "self_attn.k_proj", prefix: prefix, out: kvHeads * headDim, in: c.hiddenSize, provide)
+        vProj = try LlamaLinear(key: "self_attn.v_proj", prefix: prefix, out: kvHeads * headDim, in: c.hiddenSize, provide)
+        oProj = try LlamaLinear(key: "self_attn.o_proj", prefix: prefix, out: c.hiddenSize, in: heads * headDim, provide)
     }
 
     /// x [B, T, hidden] → [B, T, hidden]. `positions` [B·T]; with `cache`, the new keys and values
@@ -111,10 +114,10 @@ public final class LlamaMLP: @unchecked Sendable {
     /// (hidden, intermediate)
     public let downProj: LlamaLinear
 
-    init(_ c: LlamaConfiguration) {
-        gateProj = LlamaLinear(key: "mlp.gate_proj", out: c.intermediateSize, in: c.hiddenSize)
-        upProj = LlamaLinear(key: "mlp.up_proj", out: c.intermediateSize, in: c.hiddenSize)
-        downProj = LlamaLinear(key: "mlp.down_proj", out: c.hiddenSize, in: c.intermediateSize)
+    init(_ c: LlamaConfiguration, prefix: String, _ provide: WeightProvider) throws {
+        gateProj = try LlamaLinear(key: "mlp.gate_proj", prefix: prefix, out: c.intermediateSize, in: c.hiddenSize, provide)
+        upProj = try LlamaLinear(key: "mlp.up_proj", prefix: prefix, out: c.intermediateSize, in: c.hiddenSize, provide)
+        downProj = try LlamaLinear(key: "mlp.down_proj", prefix: prefix, out: c.hiddenSize, in: c.intermediateSize, provide)
     }
 
     /// x [B, T, hidden] → [B, T, hidden].
@@ -133,11 +136,12 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
     /// (hidden)
     public let postAttentionLayerNorm: LlamaRMSNorm
 
-    init(_ c: LlamaConfiguration) {
-        attention = LlamaAttention(c)
-        mlp = LlamaMLP(c)
-        inputLayerNorm = LlamaRMSNorm(key: "input_layernorm", dim: c.hiddenSize, eps: c.rmsNormEps)
-        postAttentionLayerNorm = LlamaRMSNorm(key: "post_attention_layernorm", dim: c.hiddenSize, eps: c.rmsNormEps)
+    init(_ c: LlamaConfiguration, prefix: String, _ provide: WeightProvider) throws {
+        attention = try LlamaAttention(c, prefix: prefix, provide)
+        mlp = try LlamaMLP(c, prefix: prefix, provide)
+        inputLayerNorm = try LlamaRMSNorm(key: "input_layernorm", prefix: prefix, dim: c.hiddenSize, eps: c.rmsNormEps, provide)
+        postAttentionLayerNorm = try LlamaRMSNorm(key: "post_attention_layernorm", prefix: prefix, dim: c.hiddenSize,
+                                                  eps: c.rmsNormEps, provide)
     }
 
     /// The seven projections, in Hugging Face order.

@@ -41,32 +41,71 @@ public final class LlamaModel: @unchecked Sendable {
     public let lmHead: Tensor
     public let rope: RotaryEmbedding
 
-    /// A model with zero weights (norms one) of the given shape; fill it with `load` or `randomize`.
-    public init(configuration c: LlamaConfiguration) {
+    /// A model with zero weights (norms one) of the given shape; fill it with `randomize`.
+    public convenience init(configuration c: LlamaConfiguration) {
+        try! self.init(configuration: c) { name, shape in
+            name.hasSuffix("norm.weight") ? Tensor(repeating: 1, shape: shape) : Tensor(zeros: shape)
+        }
+    }
+
+    init(configuration c: LlamaConfiguration, _ provide: WeightProvider) throws {
         configuration = c
-        embedTokens = Tensor(zeros: [c.vocabularySize, c.hiddenSize])
-        layers = (0..<c.hiddenLayers).map { _ in LlamaDecoderLayer(c) }
-        norm = LlamaRMSNorm(key: "model.norm", dim: c.hiddenSize, eps: c.rmsNormEps)
-        lmHead = c.tieWordEmbeddings ? embedTokens : Tensor(zeros: [c.vocabularySize, c.hiddenSize])
+        embedTokens = try provide("model.embed_tokens.weight", [c.vocabularySize, c.hiddenSize])
+        layers = try (0..<c.hiddenLayers).map { try LlamaDecoderLayer(c, prefix: "model.layers.\($0).", provide) }
+        norm = try LlamaRMSNorm(key: "norm", prefix: "model.", dim: c.hiddenSize, eps: c.rmsNormEps, provide)
+        lmHead = c.tieWordEmbeddings ? embedTokens : try provide("lm_head.weight", [c.vocabularySize, c.hiddenSize])
         rope = RotaryEmbedding(headDim: c.headDim, theta: c.ropeTheta)
     }
 
+    /// Every weight name of configuration `c` with its shape (what a checkpoint must hold).
+    public static func expectedWeights(_ c: LlamaConfiguration) -> [String: [Int]] {
+        let d = c.hiddenSize, q = c.attentionHeads * c.headDim, kv = c.kvHeads * c.headDim, f = c.intermediateSize
+        var shapes: [String: [Int]] = ["model.embed_tokens.weight": [c.vocabularySize, d], "model.norm.weight": [d]]
+        if !c.tieWordEmbeddings { shapes["lm_head.weight"] = [c.vocabularySize, d] }
+        for i in 0..<c.hiddenLayers {
+            let p = "model.layers.\(i)."
+            for (key, shape) in [("self_attn.q_proj", [q, d]), ("self_attn.k_proj", [kv, d]), ("self_attn.v_proj", [kv, d]),
+                                 ("self_attn.o_proj", [d, q]), ("mlp.gate_proj", [f, d]), ("mlp.up_proj", [f, d]),
+                                 ("mlp.down_proj", [d, f]), ("input_layernorm", [d]), ("post_attention_layernorm", [d])] {
+                shapes[p + key + ".weight"] = shape
+            }
+        }
+        return shapes
+    }
+
     /// Loads config.json and the weights (model.safetensors or a sharded index) of a Hugging Face
-    /// Llama folder. F32, F16 and BF16 tensors are converted to Float32.
+    /// Llama folder. F32 tensors alias the memory-mapped file where `SafeTensorsFile` allows it
+    /// (no copy); F16, BF16 and unaligned F32 tensors are converted to Float32 once.
     ///
     /// - Throws: `LlamaError` for a missing or invalid config.json; `CheckpointError` for a
     ///   missing checkpoint or shard, unreadable files, and (in one `.keyMismatch`) every
-    ///   missing, unexpected or wrongly shaped tensor.
+    ///   missing, unexpected or wrongly shaped tensor; `.cannotConvertToFloat32` for integer data.
     public static func load(directory: URL) throws -> LlamaModel {
         let configuration = try LlamaConfiguration.load(directory: directory)
         let folder = try CheckpointFolder(directory: directory)
-        let model = LlamaModel(configuration: configuration)
-        var allowed: [KeyPattern] = (0..<configuration.hiddenLayers).map {
-            .exact("model.layers.\($0).self_attn.rotary_emb.inv_freq")
+        let expected = expectedWeights(configuration)
+        var ignorable: Set<String> = Set((0..<configuration.hiddenLayers).map { "model.layers.\($0).self_attn.rotary_emb.inv_freq" })
+        if configuration.tieWordEmbeddings { ignorable.insert("lm_head.weight") }
+        var unexpected: [String] = [], wrongShape: [ShapeMismatch] = []
+        for key in folder.tensorNames {
+            guard let shape = expected[key] else {
+                if !ignorable.contains(key) { unexpected.append(key) }
+                continue
+            }
+            let info = try folder.info(named: key)
+            if info.shape != shape { wrongShape.append(ShapeMismatch(key: key, checkpointShape: info.shape, modelShape: shape)) }
         }
-        if configuration.tieWordEmbeddings { allowed.append(.exact("lm_head.weight")) }
-        try loadStrict(model.namedWeights, from: folder, allowUnexpected: allowed)
-        return model
+        let missing = expected.keys.filter { !folder.contains($0) }
+        let mismatch = LoadMismatch(source: folder.sourceDescription, missing: missing.sorted(), unexpected: unexpected.sorted(),
+                                    wrongShape: wrongShape.sorted { $0.key < $1.key }, duplicates: [])
+        if !mismatch.isEmpty { throw CheckpointError.keyMismatch(mismatch) }
+        for key in expected.keys {
+            let info = try folder.info(named: key)
+            if !info.dtype.convertsToFloat32 {
+                throw CheckpointError.cannotConvertToFloat32(path: try folder.file(containing: key).url.path, tensor: key, dtype: info.dtype)
+            }
+        }
+        return try LlamaModel(configuration: configuration) { name, _ in try folder.tensor(named: name) }
     }
 
     /// Every weight by its Hugging Face name (the tied lm_head appears once, as embed_tokens).

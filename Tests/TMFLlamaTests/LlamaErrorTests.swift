@@ -122,3 +122,14 @@ final class LlamaErrorTests: XCTestCase {
         XCTAssertFalse(untied.lmHead === untied.embedTokens)
     }
 }
+
+final class LlamaWeightNameTests: XCTestCase {
+    /// The name table used for loading covers exactly the model's weights, with their shapes.
+    func testExpectedWeightsMatchModelWeights() throws {
+        for name in ["tiny-tied", "tiny-untied"] {
+            let c = try LlamaConfiguration.load(directory: LlamaFixtures.folder(name))
+            let model = LlamaModel(configuration: c)
+            XCTAssertEqual(LlamaModel.expectedWeights(c), model.namedWeights.mapValues(\.shape))
+        }
+    }
+}
