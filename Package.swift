@@ -35,6 +35,9 @@ let package = Package(
         .target(name: "TMFData", dependencies: ["TMFTensor", "TMFImage"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint", "TMFData",
+        .target(name: "TMFLlama", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
+        .target(name: "TMFLoRA", dependencies: ["TMFLlama", "TMFTensor", "TMFCheckpoint"], swiftSettings: release),
+            "TMFTensor", "TMFCheckpoint", "TMFLlama", "TMFLoRA",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: release),
         .executableTarget(name: "tmf", dependencies: ["TMFCLI"], swiftSettings: release),
@@ -48,5 +51,7 @@ let package = Package(
         .testTarget(name: "TMFTrainerTests", dependencies: ["TMFTrainer", "TMFTestSupport"]),
         .testTarget(name: "TMFImageTests", dependencies: ["TMFImage", "TMFTestSupport"]),
         .testTarget(name: "TMFDataTests", dependencies: ["TMFData", "TMFTestSupport"]),
+        .testTarget(name: "TMFLlamaTests", dependencies: ["TMFLlama", "TMFCheckpoint", "TMFTestSupport"]),
+        .testTarget(name: "TMFLoRATests", dependencies: ["TMFLoRA", "TMFLlama", "TMFCheckpoint", "TMFTestSupport"]),
     ]
 )

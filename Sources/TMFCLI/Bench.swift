@@ -8,11 +8,14 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed against this machine's sgemm peak and memory bandwidth (release builds).",
-        discussion: "what: ops (sgemm shapes, elementwise ops, softmax, RMSNorm)."
+        discussion: "what: ops (sgemm shapes, elementwise ops, softmax, RMSNorm); llama (prefill, decode and a LoRA step of the Llama folder given by --llm)."
     )
 
-    @Argument(help: "What to measure: ops.")
+    @Argument(help: "What to measure: ops, llama.")
     var what: String = "ops"
+
+    @Option(help: "Llama folder (config.json + model.safetensors) for `llama`.")
+    var llm: String?
 
     @Option(help: "Repetitions per figure (the median is reported).")
     var repeats: Int = 5
@@ -20,7 +23,8 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        guard ["ops"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; choose: ops") }
+        guard ["ops", "llama"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; choose: ops, llama") }
+        if what == "llama" && llm == nil { throw ValidationError("`tmf bench llama` needs --llm DIR (a Llama folder)") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
     }
 
@@ -30,6 +34,16 @@ struct BenchCommand: ParsableCommand {
         #if DEBUG
         print("warning: debug build; run `swift build -c release` and bench the release binary for real figures")
         #endif
+        if what == "llama", let llm {
+            print("tmf bench llama: \(threads) OpenBLAS thread(s); median of \(repeats)")
+            do {
+                try LlamaBench(directory: URL(fileURLWithPath: llm), repeats: repeats).run()
+            } catch {
+                printError("tmf bench llama: \(error.localizedDescription)")
+                throw ExitCode(1)
+            }
+            return
+        }
         print("tmf bench ops: \(threads) OpenBLAS thread(s); elementwise ops and the copy run on 1 thread; median of \(repeats)")
         OpsBench(repeats: repeats).run()
     }

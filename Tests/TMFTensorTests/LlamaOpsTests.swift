@@ -1,0 +1,95 @@
+import Foundation
+import XCTest
+import TMFTensor
+import TMFTestSupport
+
+/// Ops+Llama: the permute-free attention, rotary on [rows, H·D] and SwiGLU, checked against
+/// compositions of the already tested ops (which are checked against PyTorch) and against
+/// finite differences.
+final class LlamaOpsTests: XCTestCase {
+    /// Reference attention built from permutes, batched matmul, attentionMasked and softmax.
+    func referenceAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, kvHeads: Int,
+                            causalOffset: Int?, keyMask: [[Bool]]?) -> Tensor {
+        let b = q.shape[0], t = q.shape[1], d = q.shape[2] / heads, s = k.shape[1]
+        let qh = q.reshaped([b, t, heads, d]).permuted([0, 2, 1, 3])            // (B, H, T, D)
+        func expand(_ x: Tensor) -> Tensor {
+            let xh = x.reshaped([b, s, kvHeads, d]).permuted([0, 2, 1, 3])      // (B, KV, S, D)
+            let group = heads / kvHeads
+            return Tensor.concat((0..<heads).map { xh.slice(axis: 1, ($0 / group)..<($0 / group + 1)) }, axis: 1)
+        }
+        let scores = Tensor.matmul(qh, expand(k), transposeB: true).scale(1 / Float(d).squareRoot())
+        let p = scores.attentionMasked(causalOffset: causalOffset, keyMask: keyMask).softmax()
+        return Tensor.matmul(p, expand(v)).permuted([0, 2, 1, 3]).reshaped([b, t, heads * d])
+    }
+
+    func testAttentionMatchesComposedOpsWithGQAAndMasks() {
+        var rng = SeededRNG(seed: 1)
+        let (b, t, s, heads, kv, d) = (2, 3, 5, 4, 2, 8)
+        let q = Tensor.normal([b, t, heads * d], rng: &rng)
+        let k = Tensor.normal([b, s, kv * d], rng: &rng), v = Tensor.normal([b, s, kv * d], rng: &rng)
+        let keyMask = [[true, false, true, true, true], [true, true, true, false, true]]
+        for (offset, mask) in [(Int?(2), [[Bool]]?(keyMask)), (nil, nil), (2, nil)] {
+            let ours = Tensor.groupedQueryAttention(q: q, k: k, v: v, heads: heads, kvHeads: kv,
+                                                    mask: AttentionMask(causalOffset: offset, keyMask: mask))
+            let ref = referenceAttention(q, k, v, heads: heads, kvHeads: kv, causalOffset: offset, keyMask: mask)
+            assertClose(ours.scalars, ref.scalars, rtol: 1e-5, atol: 1e-6)
+        }
+    }
+
+    func testAttentionGradientsMatchComposedOps() {
+        var rng = SeededRNG(seed: 2)
+        let (b, t, heads, kv, d) = (2, 4, 4, 2, 4)
+        let q = Tensor.normal([b, t, heads * d], rng: &rng, requiresGrad: true)
+        let k = Tensor.normal([b, t, kv * d], rng: &rng, requiresGrad: true)
+        let v = Tensor.normal([b, t, kv * d], rng: &rng, requiresGrad: true)
+        let keyMask = [[true, true, false, true], [true, true, true, true]]
+        let w = Tensor.normal([b, t, heads * d], rng: &rng)
+        (Tensor.groupedQueryAttention(q: q, k: k, v: v, heads: heads, kvHeads: kv,
+                                      mask: AttentionMask(causalOffset: 0, keyMask: keyMask)) * w).sum().backward()
+        let ours = [q, k, v].map { $0.grad!.scalars }
+        for x in [q, k, v] { x.grad = nil }
+        (referenceAttention(q, k, v, heads: heads, kvHeads: kv, causalOffset: 0, keyMask: keyMask) * w).sum().backward()
+        for (i, x) in [q, k, v].enumerated() { assertClose(ours[i], x.grad!.scalars, rtol: 1e-4, atol: 1e-5, "input \(i)") }
+        gradCheck([q, k, v]) { xs in
+            Tensor.groupedQueryAttention(q: xs[0], k: xs[1], v: xs[2], heads: heads, kvHeads: kv,
+                                         mask: AttentionMask(causalOffset: 0, keyMask: keyMask))
+        }
+    }
+
+    func testAttentionKeyLengthAndFullyMaskedRows() {
+        var rng = SeededRNG(seed: 3)
+        let q = Tensor.normal([1, 2, 8], rng: &rng)
+        let k = Tensor.normal([1, 6, 8], rng: &rng), v = Tensor.normal([1, 6, 8], rng: &rng)
+        // Using the first 3 of 6 cached rows equals passing those 3 rows.
+        let a = Tensor.groupedQueryAttention(q: q, k: k, v: v, heads: 2, kvHeads: 2, keyLength: 3,
+                                             mask: AttentionMask(causalOffset: 1))
+        let b = Tensor.groupedQueryAttention(q: q, k: k.slice(axis: 1, 0..<3), v: v.slice(axis: 1, 0..<3),
+                                             heads: 2, kvHeads: 2, mask: AttentionMask(causalOffset: 1))
+        assertClose(a.scalars, b.scalars)
+        // A query that sees no key gets zeros, not NaN.
+        let z = Tensor.groupedQueryAttention(q: q, k: k, v: v, heads: 2, kvHeads: 1 * 2, keyLength: 3,
+                                             mask: AttentionMask(causalOffset: 0, keyMask: [[false, true, true]]))
+        XCTAssertEqual(Array(z.scalars[0..<8]), [Float](repeating: 0, count: 8))
+        XCTAssertFalse(z.scalars.contains { $0.isNaN })
+    }
+
+    func testRotaryHeadsMatchesRotaryEmbedded() {
+        var rng = SeededRNG(seed: 4)
+        let (b, t, h, d) = (2, 3, 2, 8)
+        let rope = RotaryEmbedding(headDim: d, theta: 500)
+        let x = Tensor.normal([b, t, h * d], rng: &rng)
+        let positions = [0, 1, 2, 1, 1, 0]
+        let ours = x.rotaryEmbeddedHeads(rope, heads: h, positions: positions)
+        let ref = x.reshaped([b, t, h, d]).permuted([0, 2, 1, 3]).rotaryEmbedded(rope, positions: positions)
+            .permuted([0, 2, 1, 3]).reshaped([b, t, h * d])
+        assertClose(ours.scalars, ref.scalars)
+        gradCheck([x]) { $0[0].rotaryEmbeddedHeads(rope, heads: h, positions: positions) }
+    }
+
+    func testSwiGLUMatchesSiluTimesUp() {
+        var rng = SeededRNG(seed: 5)
+        let g = Tensor.normal([3, 7], rng: &rng, requiresGrad: true), u = Tensor.normal([3, 7], rng: &rng, requiresGrad: true)
+        assertClose(Tensor.swiGLU(g, u).scalars, (g.silu() * u).scalars)
+        gradCheck([g, u]) { Tensor.swiGLU($0[0], $0[1]) }
+    }
+}
