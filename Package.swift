@@ -27,8 +27,9 @@ let package = Package(
         .target(name: "TMFTensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: release),
         .target(name: "TMFCheckpoint", dependencies: ["TMFTensor"], swiftSettings: release),
         .target(name: "TMFImage", dependencies: ["CPNG"], swiftSettings: release),
+        .target(name: "TMFCLIP", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
-            "TMFTensor", "TMFCheckpoint",
+            "TMFTensor", "TMFCheckpoint", "TMFCLIP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: release),
         .executableTarget(name: "tmf", dependencies: ["TMFCLI"], swiftSettings: release),
@@ -37,5 +38,6 @@ let package = Package(
         .target(name: "TMFTestSupport", dependencies: ["TMFTensor"], path: "Tests/TMFTestSupport"),
         .testTarget(name: "TMFTensorTests", dependencies: ["TMFTensor", "TMFTestSupport"]),
         .testTarget(name: "TMFCheckpointTests", dependencies: ["TMFCheckpoint", "TMFTestSupport"]),
+        .testTarget(name: "TMFCLIPTests", dependencies: ["TMFCLIP", "TMFCheckpoint", "TMFTestSupport"]),
     ]
 )
