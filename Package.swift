@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "TMFLlama", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
         .target(name: "TMFLoRA", dependencies: ["TMFLlama", "TMFTensor", "TMFCheckpoint"], swiftSettings: release),
             "TMFTensor", "TMFCheckpoint", "TMFLlama", "TMFLoRA",
+        .target(name: "TMFCLIP", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
+            "TMFTensor", "TMFCheckpoint", "TMFCLIP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: release),
         .executableTarget(name: "tmf", dependencies: ["TMFCLI"], swiftSettings: release),
@@ -53,5 +55,6 @@ let package = Package(
         .testTarget(name: "TMFDataTests", dependencies: ["TMFData", "TMFTestSupport"]),
         .testTarget(name: "TMFLlamaTests", dependencies: ["TMFLlama", "TMFCheckpoint", "TMFTestSupport"]),
         .testTarget(name: "TMFLoRATests", dependencies: ["TMFLoRA", "TMFLlama", "TMFCheckpoint", "TMFTestSupport"]),
+        .testTarget(name: "TMFCLIPTests", dependencies: ["TMFCLIP", "TMFCheckpoint", "TMFTestSupport"]),
     ]
 )
