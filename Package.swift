@@ -27,6 +27,7 @@ let package = Package(
         .target(name: "TMFTensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: release),
         .target(name: "TMFCheckpoint", dependencies: ["TMFTensor"], swiftSettings: release),
         .target(name: "TMFImage", dependencies: ["CPNG"], swiftSettings: release),
+        .target(name: "TMFGraph", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -37,5 +38,6 @@ let package = Package(
         .target(name: "TMFTestSupport", dependencies: ["TMFTensor"], path: "Tests/TMFTestSupport"),
         .testTarget(name: "TMFTensorTests", dependencies: ["TMFTensor", "TMFTestSupport"]),
         .testTarget(name: "TMFCheckpointTests", dependencies: ["TMFCheckpoint", "TMFTestSupport"]),
+        .testTarget(name: "TMFGraphTests", dependencies: ["TMFGraph", "TMFTestSupport"]),
     ]
 )
