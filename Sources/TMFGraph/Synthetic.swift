@@ -39,17 +39,14 @@ public struct MBHTSyntheticData: Sendable {
         var valid: [MBHTRankingExample] = []
         var test: [MBHTRankingExample] = []
         func candidates(_ truth: Int, _ history: [GraphEvent], _ rng: inout SeededRNG) -> [Int] {
-            let seen = Set(history.map(\.item)).union([truth])
-            var negatives: [Int] = []
-            var guardCount = 0
-            while negatives.count < 10 && guardCount < 100_000 {
-                guardCount += 1
-                let x = rng.nextInt(below: items)
-                if x == truth || negatives.contains(x) { continue }
-                if negativesAvoidHistory && seen.contains(x) { continue }
-                negatives.append(x)
+            let seen = negativesAvoidHistory ? Set(history.map(\.item)) : []
+            var pool = (0..<items).filter { $0 != truth && !seen.contains($0) }
+            if pool.count < 10 {  // the user has seen almost everything: fall back to any other item
+                pool += (0..<items).filter { $0 != truth && seen.contains($0) }
             }
-            var all = negatives + [truth]
+            // Partial Fisher–Yates: 10 distinct negatives, uniform.
+            for k in 0..<10 { pool.swapAt(k, k + rng.nextInt(below: pool.count - k)) }
+            var all = Array(pool[..<10]) + [truth]
             all.shuffle(using: &rng)
             return all
         }
