@@ -33,6 +33,7 @@ let package = Package(
         .target(name: "TMFFusion", dependencies: ["TMFTensor"], swiftSettings: release),
         .target(name: "TMFTrainer", dependencies: ["TMFTensor", "TMFFusion", "TMFData", "TMFTokenizer"], swiftSettings: release),
         .target(name: "TMFData", dependencies: ["TMFTensor", "TMFImage"], swiftSettings: release),
+        .target(name: "TMFGraph", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint", "TMFData",
         .target(name: "TMFLlama", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
@@ -56,5 +57,6 @@ let package = Package(
         .testTarget(name: "TMFLlamaTests", dependencies: ["TMFLlama", "TMFCheckpoint", "TMFTestSupport"]),
         .testTarget(name: "TMFLoRATests", dependencies: ["TMFLoRA", "TMFLlama", "TMFCheckpoint", "TMFTestSupport"]),
         .testTarget(name: "TMFCLIPTests", dependencies: ["TMFCLIP", "TMFCheckpoint", "TMFTestSupport"]),
+        .testTarget(name: "TMFGraphTests", dependencies: ["TMFGraph", "TMFTestSupport"]),
     ]
 )

@@ -1,0 +1,279 @@
+import Foundation
+import TMFTensor
+
+/// Mutable state of one forward pass: train/eval mode and the dropout generator.
+struct ForwardContext {
+    var training: Bool
+    var rng: SeededRNG
+}
+
+/// Collects named parameters (checkpoint keys, PyTorch style).
+struct ParameterList {
+    var items: [(String, Tensor)] = []
+    mutating func add(_ name: String, _ t: Tensor) { items.append((name, t)) }
+}
+
+/// nn.Linear: weight [out, in], bias [out]; the reference initialises N(0, std), bias 0.
+struct Linear {
+    let weight: Tensor  // (out, in)
+    let bias: Tensor    // (out)
+    init(_ inFeatures: Int, _ outFeatures: Int, std: Float, rng: inout SeededRNG) {
+        weight = Tensor.normal([outFeatures, inFeatures], std: std, rng: &rng, requiresGrad: true)
+        bias = Tensor(zeros: [outFeatures], requiresGrad: true)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias) }
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        p.add(prefix + ".weight", weight); p.add(prefix + ".bias", bias)
+    }
+}
+
+/// nn.LayerNorm over the last axis: weight 1, bias 0.
+struct LayerNorm {
+    let weight: Tensor  // (d)
+    let bias: Tensor    // (d)
+    let eps: Float
+    init(_ d: Int, eps: Float) {
+        weight = Tensor(repeating: 1, shape: [d], requiresGrad: true)
+        bias = Tensor(zeros: [d], requiresGrad: true)
+        self.eps = eps
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { Tensor.layerNorm(x, weight: weight, bias: bias, eps: eps) }
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        p.add(prefix + ".weight", weight); p.add(prefix + ".bias", bias)
+    }
+}
+
+/// [B, T, H·dk] → [B, H, T, dk].
+func splitHeads(_ x: Tensor, heads: Int) -> Tensor {
+    let b = x.shape[0], t = x.shape[1], d = x.shape[2]
+    return x.reshaped([b, t, heads, d / heads]).permuted([0, 2, 1, 3])
+}
+
+/// [B, H, T, dk] → [B, T, H·dk].
+func mergeHeads(_ x: Tensor) -> Tensor {
+    let b = x.shape[0], h = x.shape[1], t = x.shape[2], dk = x.shape[3]
+    return x.permuted([0, 2, 1, 3]).reshaped([b, t, h * dk])
+}
+
+/// Bidirectional multi-head self-attention with a residual LayerNorm (reference
+/// `MultiHeadAttention`): LN(x + dropout(dense(softmax(QKᵀ/√dk) V))).
+struct MultiHeadAttention {
+    let query, key, value, dense: Linear
+    let norm: LayerNorm
+    let heads: Int
+    let attentionDropout, hiddenDropout: Float
+
+    init(_ c: MBHTConfiguration, rng: inout SeededRNG) {
+        let d = c.hiddenSize
+        query = Linear(d, d, std: c.initializerRange, rng: &rng)
+        key = Linear(d, d, std: c.initializerRange, rng: &rng)
+        value = Linear(d, d, std: c.initializerRange, rng: &rng)
+        dense = Linear(d, d, std: c.initializerRange, rng: &rng)
+        norm = LayerNorm(d, eps: c.layerNormEps)
+        heads = c.heads
+        attentionDropout = c.attentionDropout
+        hiddenDropout = c.hiddenDropout
+    }
+
+    /// x [B, S, d]; `keyMask[b][j]` false hides key j (padding). Returns [B, S, d].
+    func callAsFunction(_ x: Tensor, keyMask: [[Bool]]?, _ ctx: inout ForwardContext) -> Tensor {
+        let q = splitHeads(query(x), heads: heads)  // (B, H, S, dk)
+        let k = splitHeads(key(x), heads: heads)
+        let v = splitHeads(value(x), heads: heads)
+        let dk = q.shape[3]
+        var scores = Tensor.matmul(q, k, transposeB: true).scale(1 / Float(dk).squareRoot())  // (B, H, S, S)
+        if let keyMask { scores = scores.attentionMasked(causalOffset: nil, keyMask: keyMask) }
+        let p = scores.softmax().dropout(attentionDropout, training: ctx.training, rng: &ctx.rng)
+        let context = mergeHeads(Tensor.matmul(p, v))  // (B, S, d)
+        let h = dense(context).dropout(hiddenDropout, training: ctx.training, rng: &ctx.rng)
+        return norm(h + x)
+    }
+
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        query.register(&p, prefix + ".query"); key.register(&p, prefix + ".key")
+        value.register(&p, prefix + ".value"); dense.register(&p, prefix + ".dense")
+        norm.register(&p, prefix + ".LayerNorm")
+    }
+}
+
+/// Low-rank (Linformer-style) attention over the whole sequence (reference `LinearAttention`):
+/// keys and values are projected along the sequence axis from T to k positions by E and F.
+struct LinearAttention {
+    let wq, wk, wv, dense: Linear
+    let e, f: Linear  // (k, T): project values, keys along the sequence
+    let norm: LayerNorm
+    let heads: Int
+    let attentionDropout, hiddenDropout: Float
+
+    init(_ c: MBHTConfiguration, rng: inout SeededRNG) {
+        let d = c.hiddenSize, t = c.maxSequenceLength, k = c.scales[0]
+        e = Linear(t, k, std: c.initializerRange, rng: &rng)
+        f = Linear(t, k, std: c.initializerRange, rng: &rng)
+        wv = Linear(d, d, std: c.initializerRange, rng: &rng)
+        wk = Linear(d, d, std: c.initializerRange, rng: &rng)
+        wq = Linear(d, d, std: c.initializerRange, rng: &rng)
+        dense = Linear(d, d, std: c.initializerRange, rng: &rng)
+        norm = LayerNorm(d, eps: c.layerNormEps)
+        heads = c.heads
+        attentionDropout = c.attentionDropout
+        hiddenDropout = c.hiddenDropout
+    }
+
+    /// x [B, T, d]; `keep` [B, 1, T, 1] is 1 at real positions, 0 at padding. Returns [B, T, d].
+    func callAsFunction(_ x: Tensor, keep: Tensor, _ ctx: inout ForwardContext) -> Tensor {
+        let q = splitHeads(wq(x), heads: heads)              // (B, H, T, dk)
+        let k = splitHeads(wk(x), heads: heads) * keep
+        let v = splitHeads(wv(x), heads: heads) * keep
+        let vp = e(v.transposed(2, 3)).transposed(2, 3)      // (B, H, k, dk)
+        let kp = f(k.transposed(2, 3)).transposed(2, 3)      // (B, H, k, dk)
+        let dk = q.shape[3]
+        let scores = Tensor.matmul(q, kp, transposeB: true).scale(1 / Float(dk).squareRoot())  // (B, H, T, k)
+        let p = scores.softmax().dropout(attentionDropout, training: ctx.training, rng: &ctx.rng)
+        let context = mergeHeads(Tensor.matmul(p, vp))       // (B, T, d)
+        let h = dense(context).dropout(hiddenDropout, training: ctx.training, rng: &ctx.rng)
+        return norm(h + x)
+    }
+
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        e.register(&p, prefix + ".E"); f.register(&p, prefix + ".F")
+        wv.register(&p, prefix + ".W_V"); wk.register(&p, prefix + ".W_K"); wq.register(&p, prefix + ".W_Q")
+        dense.register(&p, prefix + ".dense"); norm.register(&p, prefix + ".LayerNorm")
+    }
+}
+
+/// Mean pooling over consecutive windows of `window` positions: [B, T, d] → [B, T / window, d].
+func windowMeanPool(_ x: Tensor, window: Int) -> Tensor {
+    let b = x.shape[0], t = x.shape[1], d = x.shape[2]
+    return x.reshaped([b, t / window, window, d]).mean(axis: 2)
+}
+
+/// Multi-scale attention (paper §3.2, reference `MultiScaleAttention`): low-rank attention over
+/// the full sequence, and one shared multi-head attention over the sequence mean-pooled at two
+/// coarser scales; the T + T/s1 + T/s2 outputs are combined into T positions by a learned linear
+/// map along the sequence axis (`out_fc`).
+struct MultiScaleAttention {
+    let attention1: LinearAttention
+    let attention2: MultiHeadAttention
+    let outFC: Linear  // (T, T + T/s1 + T/s2)
+    let s1, s2: Int
+
+    init(_ c: MBHTConfiguration, rng: inout SeededRNG) {
+        s1 = c.scales[1]; s2 = c.scales[2]
+        let t = c.maxSequenceLength
+        // Module creation order as the reference (out_fc, attention1, attention2).
+        outFC = Linear(t + t / s1 + t / s2, t, std: c.initializerRange, rng: &rng)
+        attention1 = LinearAttention(c, rng: &rng)
+        attention2 = MultiHeadAttention(c, rng: &rng)
+    }
+
+    func callAsFunction(_ x: Tensor, keep: Tensor, _ ctx: inout ForwardContext) -> Tensor {
+        let full = attention1(x, keep: keep, &ctx)                                     // (B, T, d)
+        let coarse1 = attention2(windowMeanPool(x, window: s1), keyMask: nil, &ctx)    // (B, T/s1, d)
+        let coarse2 = attention2(windowMeanPool(x, window: s2), keyMask: nil, &ctx)    // (B, T/s2, d)
+        let all = Tensor.concat([full, coarse1, coarse2], axis: 1)                     // (B, T', d)
+        return outFC(all.transposed(1, 2)).transposed(1, 2)                           // (B, T, d)
+    }
+
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        outFC.register(&p, prefix + ".out_fc")
+        attention1.register(&p, prefix + ".attention1")
+        attention2.register(&p, prefix + ".attention2")
+    }
+}
+
+/// Position-wise feed-forward with a residual LayerNorm (reference `FeedForward`).
+struct FeedForward {
+    let dense1, dense2: Linear
+    let norm: LayerNorm
+    let activation: String
+    let dropout: Float
+
+    init(_ c: MBHTConfiguration, rng: inout SeededRNG) {
+        dense1 = Linear(c.hiddenSize, c.innerSize, std: c.initializerRange, rng: &rng)
+        dense2 = Linear(c.innerSize, c.hiddenSize, std: c.initializerRange, rng: &rng)
+        norm = LayerNorm(c.hiddenSize, eps: c.layerNormEps)
+        activation = c.hiddenActivation
+        dropout = c.hiddenDropout
+    }
+
+    func callAsFunction(_ x: Tensor, _ ctx: inout ForwardContext) -> Tensor {
+        var h = dense1(x)
+        switch activation {
+        case "relu": h = h.relu()
+        case "swish": h = h.silu()
+        case "tanh": h = h.tanh()
+        case "sigmoid": h = h.sigmoid()
+        default: h = h.gelu()
+        }
+        h = dense2(h).dropout(dropout, training: ctx.training, rng: &ctx.rng)
+        return norm(h + x)
+    }
+
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        dense1.register(&p, prefix + ".dense_1"); dense2.register(&p, prefix + ".dense_2")
+        norm.register(&p, prefix + ".LayerNorm")
+    }
+}
+
+/// One transformer layer: (multi-scale or plain) attention, then feed-forward.
+struct TransformerLayer {
+    let multiScale: MultiScaleAttention?
+    let plain: MultiHeadAttention?
+    let feedForward: FeedForward
+
+    init(_ c: MBHTConfiguration, rng: inout SeededRNG) {
+        if c.multiScale {
+            multiScale = MultiScaleAttention(c, rng: &rng); plain = nil
+        } else {
+            plain = MultiHeadAttention(c, rng: &rng); multiScale = nil
+        }
+        feedForward = FeedForward(c, rng: &rng)
+    }
+
+    func callAsFunction(_ x: Tensor, keep: Tensor, keyMask: [[Bool]], _ ctx: inout ForwardContext) -> Tensor {
+        let a = multiScale.map { $0(x, keep: keep, &ctx) } ?? plain!(x, keyMask: keyMask, &ctx)
+        return feedForward(a, &ctx)
+    }
+
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        multiScale?.register(&p, prefix + ".multi_head_attention")
+        plain?.register(&p, prefix + ".multi_head_attention")
+        feedForward.register(&p, prefix + ".feed_forward")
+    }
+}
+
+/// Hypergraph convolution (reference `HGNN_conv`): G · (x W + b), W [d, d] applied as x · W.
+struct HypergraphConvolution {
+    let weight: Tensor  // (d, d)
+    let bias: Tensor    // (d)
+    init(_ d: Int, std: Float, rng: inout SeededRNG) {
+        weight = Tensor.normal([d, d], std: std, rng: &rng, requiresGrad: true)
+        bias = Tensor.normal([d], std: std, rng: &rng, requiresGrad: true)
+    }
+    /// x [B, T, d], g [B, T, T] → [B, T, d].
+    func callAsFunction(_ x: Tensor, _ g: Tensor) -> Tensor {
+        Tensor.matmul(g, Tensor.matmul(x, weight) + bias)
+    }
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        p.add(prefix + ".weight", weight); p.add(prefix + ".bias", bias)
+    }
+}
+
+/// Two hypergraph convolutions averaged (reference `HGNN`: (x1 + x2) / 2, no activation).
+struct HypergraphNetwork {
+    let conv1, conv2: HypergraphConvolution
+    let dropout: Float
+    init(_ c: MBHTConfiguration, rng: inout SeededRNG) {
+        conv1 = HypergraphConvolution(c.hiddenSize, std: c.initializerRange, rng: &rng)
+        conv2 = HypergraphConvolution(c.hiddenSize, std: c.initializerRange, rng: &rng)
+        dropout = c.hypergraphDropout
+    }
+    func callAsFunction(_ x: Tensor, _ g: Tensor, _ ctx: inout ForwardContext) -> Tensor {
+        let x1 = conv1(x, g).dropout(dropout, training: ctx.training, rng: &ctx.rng)
+        let x2 = conv2(x1, g).dropout(dropout, training: ctx.training, rng: &ctx.rng)
+        return (x1 + x2).scale(0.5)
+    }
+    func register(_ p: inout ParameterList, _ prefix: String) {
+        conv1.register(&p, prefix + ".hgc1"); conv2.register(&p, prefix + ".hgc2")
+    }
+}
