@@ -43,12 +43,13 @@ struct PromptBatch {
     init(_ prompts: [EncodedPrompt], vocabularySize: Int, upTo: (EncodedPrompt) -> Int) {
         self.prompts = prompts
         let lengths = prompts.map(upTo)
-        length = lengths.max() ?? 0
-        offsets = lengths.map { length - $0 }
+        let t = lengths.max() ?? 0
+        length = t
+        offsets = lengths.map { t - $0 }
         tokens = zip(prompts, lengths).map { p, n in
-            Array(repeating: 0, count: length - n) + p.tokens[..<n].map { $0 < vocabularySize ? $0 : 0 }
+            Array(repeating: 0, count: t - n) + p.tokens[..<n].map { $0 < vocabularySize ? $0 : 0 }
         }
-        mask = lengths.map { Array(repeating: false, count: length - $0) + Array(repeating: true, count: $0) }
+        mask = lengths.map { Array(repeating: false, count: t - $0) + Array(repeating: true, count: $0) }
     }
 
     /// Flat index b·T + t of position `p` of prompt `b`.
