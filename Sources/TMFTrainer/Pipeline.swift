@@ -1,0 +1,321 @@
+import Foundation
+import TMFCheckpoint
+import TMFCLIP
+import TMFData
+import TMFFusion
+import TMFGraph
+import TMFImage
+import TMFLlama
+import TMFLoRA
+import TMFTensor
+import TMFTokenizer
+
+/// Everything needed to rebuild a trained model: `tmf.json` in the model folder.
+public struct ModelSpec: Codable, Sendable, Equatable {
+    public var format = "tmf-1"
+    /// Absolute path of the dataset the model was trained on (`--data` overrides it).
+    public var dataset: String
+    public var datasetFingerprint: String
+    /// Absolute paths of the base Llama and CLIP folders.
+    public var llm: String
+    public var clip: String
+    public var modalities: Modalities
+    public var lora: LoRAConfiguration
+    public var fusion: FusionConfiguration
+    public var training: TrainingParameters
+    public var graph: MBHTConfiguration
+    public var graphTraining: MBHTTrainingParameters
+    /// Behavior names in dataset order, and the target behavior the model predicts.
+    public var behaviors: [String]
+    public var target: String
+    /// Ids of the added special tokens (`[MT_i]`, `[MT_b]`, `[PAD]`).
+    public var specialTokens: [String: Int]
+
+    public static let fileName = "tmf.json"
+
+    /// Reads `tmf.json` from a model folder.
+    /// - Throws: `TrainerError.badModelFolder` for a missing or unreadable file.
+    public static func load(folder: URL) throws -> ModelSpec {
+        let url = folder.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw TrainerError.badModelFolder(path: folder.path, reason: "no \(fileName); train one with `tmf train --out \(folder.path)`")
+        }
+        do { return try JSONDecoder().decode(ModelSpec.self, from: Data(contentsOf: url)) } catch {
+            throw TrainerError.badModelFolder(path: folder.path, reason: "\(fileName) is unreadable (\(error.localizedDescription))")
+        }
+    }
+
+    /// Writes `tmf.json` atomically.
+    public func save(folder: URL) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try e.encode(self).write(to: folder.appendingPathComponent(Self.fileName), options: .atomic)
+    }
+}
+
+/// Pipeline stages of `tmf train` (DESIGN.md §1).
+public enum Stage: String, Codable, Sendable, CaseIterable {
+    case encode, graph, llm, all
+}
+
+/// What `tmf train` reports while it works.
+public enum PipelineEvent: Sendable {
+    /// A stage starts; `cached` when its result is reused.
+    case stage(Stage, cached: Bool)
+    /// Items encoded so far by CLIP.
+    case encoding(done: Int, total: Int)
+    case graph(MBHTTrainingEvent)
+    case training(TrainingEvent)
+}
+
+/// Settings of one `tmf train` run.
+public struct PipelineOptions: Sendable {
+    public var dataset: URL
+    public var model: URL
+    public var llm: URL
+    public var clip: URL
+    public var modalities: Modalities = .full
+    public var lora = try! LoRAConfiguration(rank: 8, alpha: 16, dropout: 0, targetModules: ["q_proj", "v_proj"])
+    public var training = TrainingParameters()
+    public var graphTraining: MBHTTrainingParameters = {
+        var p = MBHTTrainingParameters()
+        p.epochs = 30
+        p.patience = 3
+        p.examples = .everyTarget
+        return p
+    }()
+    /// Longest behavior sequence MBHT sees.
+    public var graphSequenceLength = 50
+    public var fusionHeads = 1
+    public var stage: Stage = .all
+    public var resume = false
+    public var skipInvalid = false
+
+    public init(dataset: URL, model: URL, llm: URL, clip: URL) {
+        self.dataset = dataset; self.model = model; self.llm = llm; self.clip = clip
+    }
+}
+
+/// The stages of `tmf train`: CLIP item features, the MBHT graph encoder, and the LoRA +
+/// fusion training, each cached in the model folder and reused while its inputs are unchanged.
+public enum Pipeline {
+    public static let featuresFile = "item_features.safetensors"
+    public static let graphFile = "graph.safetensors"
+
+    /// CLIP image and text embeddings of every item: ([items, d], [items, d]). Items without an
+    /// image get a zero image row. Cached in `item_features.safetensors` under a key of the
+    /// dataset fingerprint and the CLIP checkpoint.
+    public static func itemFeatures(dataset: Dataset, clipFolder: URL, cacheFolder: URL?,
+                                    progress: (Int, Int) -> Void = { _, _ in }) throws -> (image: Tensor, text: Tensor, cached: Bool) {
+        let key = try clipKey(clipFolder) + "|" + dataset.fingerprint
+        let cacheURL = cacheFolder?.appendingPathComponent(featuresFile)
+        if let cacheURL, FileManager.default.fileExists(atPath: cacheURL.path),
+           let file = try? SafeTensorsFile(contentsOf: cacheURL), file.metadata["key"] == key,
+           let image = try? file.tensor(named: "image"), let text = try? file.tensor(named: "text"),
+           image.shape[0] == dataset.items.count {
+            return (image.copy(), text.copy(), true)
+        }
+        let clip = try CLIPModel.load(directory: clipFolder)
+        let pre = try ClipImagePreprocessor(checkpointDirectory: clipFolder)
+        let context = min(CLIPTokenizer.defaultContextLength, clip.configuration.text.maxPositionEmbeddings)
+        let tokenizer = try CLIPTokenizer(directory: clipFolder, contextLength: context)
+        let n = dataset.items.count, d = clip.configuration.projectionDim
+        let image = Tensor(zeros: [n, d]), text = Tensor(zeros: [n, d])
+        let batch = 16
+        var done = 0
+        try withNoGrad {
+            for start in stride(from: 0, to: n, by: batch) {
+                let range = start..<min(start + batch, n)
+                let encodings = range.map { tokenizer.encodePadded(dataset.items[$0].text) }
+                let t = try clip.textEmbeddings(encodings.map(\.inputIDs), attentionMask: encodings.map(\.attentionMask))
+                (text.pointer + start * d).update(from: t.pointer, count: t.count)
+                let withImage = range.filter { dataset.items[$0].image != nil }
+                if !withImage.isEmpty {
+                    let urls = withImage.map { dataset.url.appendingPathComponent(dataset.items[$0].image!) }
+                    let pixels = try pre.batchPixelValues(contentsOfPNGs: urls)
+                    let per = pixels.count / withImage.count
+                    let side = Int((Double(per / 3)).squareRoot())
+                    let e = try clip.imageEmbeddings(Tensor(pixels, shape: [withImage.count, 3, side, per / 3 / side]))
+                    for (k, item) in withImage.enumerated() {
+                        (image.pointer + item * d).update(from: e.pointer + k * d, count: d)
+                    }
+                }
+                done = range.upperBound
+                progress(done, n)
+            }
+        }
+        if let cacheURL {
+            try SafeTensorsWriter.write(["image": image, "text": text], as: .f32, metadata: [("key", key)], to: cacheURL)
+        }
+        return (image, text, false)
+    }
+
+    /// A key that changes when the CLIP checkpoint changes (its config and weights' size and date).
+    static func clipKey(_ folder: URL) throws -> String {
+        var parts: [String] = [folder.standardizedFileURL.path]
+        for name in ["config.json", "model.safetensors"] {
+            let url = folder.appendingPathComponent(name)
+            let attrs = try? FileManager.default.attributesOfItem(atPath: url.path)
+            parts.append("\(name):\((attrs?[.size] as? NSNumber)?.intValue ?? -1):\((attrs?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)")
+        }
+        return parts.joined(separator: ",")
+    }
+
+    /// Per-user sequences MBHT trains on: every event before the user's validation target (so
+    /// neither held-out answer is seen), the last `length` of them.
+    public static func graphSequences(_ dataset: Dataset, splits: SplitExamples, length: Int) -> [[GraphEvent]] {
+        var cut: [Int: Int] = [:]
+        for ex in splits.valid { cut[ex.user] = ex.event }
+        for ex in splits.test where cut[ex.user] == nil { cut[ex.user] = ex.event }
+        return (0..<dataset.userIDs.count).map { u in
+            let r = dataset.events(ofUser: u)
+            let end = cut[u] ?? r.upperBound
+            let start = max(r.lowerBound, end - length)
+            return (start..<end).map { GraphEvent(item: Int(dataset.eventItems[$0]), behavior: Int(dataset.eventBehaviors[$0])) }
+        }
+    }
+
+    /// MBHT ranking examples for a split (history = the last `length` events before the target,
+    /// candidates = the protocol's seeded sets).
+    public static func graphExamples(_ dataset: Dataset, examples: [Example], seed: UInt64, length: Int) throws -> [MBHTRankingExample] {
+        try examples.map { ex in
+            let h = dataset.history(of: ex, maxLength: length).map { GraphEvent(item: $0.item, behavior: $0.behavior) }
+            return MBHTRankingExample(history: h, candidates: try dataset.candidates(for: ex, seed: seed), groundTruth: ex.target)
+        }
+    }
+
+    /// The MBHT configuration for a dataset.
+    public static func graphConfiguration(_ dataset: Dataset, length: Int) -> MBHTConfiguration {
+        var c = MBHTConfiguration(numItems: dataset.items.count, numBehaviors: dataset.behaviors.count,
+                                  targetBehavior: dataset.target, maxSequenceLength: length)
+        c.scales = c.scales.filter { $0 <= length }
+        return c
+    }
+
+    /// Trains MBHT (or reuses `graph.safetensors` when the data and configuration are unchanged).
+    public static func graph(dataset: Dataset, splits: SplitExamples, folder: URL, options: PipelineOptions,
+                             onEvent: (PipelineEvent) -> Void, shouldStop: @escaping () -> Bool) throws -> (MBHTModel, cached: Bool) {
+        let config = graphConfiguration(dataset, length: options.graphSequenceLength)
+        var params = options.graphTraining
+        params.seed = options.training.seed
+        let paramsJSON = String(decoding: try JSONEncoder.sorted.encode(params), as: UTF8.self)
+        let fingerprint = config.fingerprint(extra: dataset.fingerprint + paramsJSON)
+        let url = folder.appendingPathComponent(graphFile)
+        if MBHTCheckpoint.storedFingerprint(at: url) == fingerprint, let model = try? MBHTModel.load(from: url) {
+            return (model, true)
+        }
+        let model = try MBHTModel(configuration: config, seed: params.seed)
+        let sequences = graphSequences(dataset, splits: splits, length: options.graphSequenceLength)
+        let valid = try graphExamples(dataset, examples: Array(splits.valid.prefix(500)), seed: options.training.seed,
+                                      length: options.graphSequenceLength)
+        try model.train(MBHTTrainingData(sequences: sequences.filter { $0.count >= 2 }), validation: valid, parameters: params) { e in
+            onEvent(.graph(e))
+            return shouldStop() ? .stop : .proceed
+        }
+        try model.save(to: url, dataFingerprint: dataset.fingerprint + paramsJSON)
+        return (model, false)
+    }
+
+    /// Loads the tokenizer of a Llama folder with the modality tokens added.
+    public static func tokenizer(llm: URL) throws -> SentencePieceTokenizer {
+        try SentencePieceTokenizer(directory: llm, specialTokens: SentencePieceTokenizer.tmfSpecialTokens)
+    }
+
+    /// Runs `tmf train`: the stages up to `options.stage`, each reused when cached.
+    /// - Returns: whether training ran to the end (false when stopped by `shouldStop`).
+    @discardableResult
+    public static func train(_ options: PipelineOptions, onEvent: (PipelineEvent) -> Void = { _ in },
+                             shouldStop: @escaping () -> Bool = { false }) throws -> Bool {
+        let fm = FileManager.default
+        let folder = options.model
+        try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+        let dataset = try Dataset.load(from: options.dataset, options: LoadOptions(skipInvalid: options.skipInvalid))
+        let splits = SplitExamples(dataset)
+
+        onEvent(.stage(.encode, cached: false))
+        let (image, text, _) = try itemFeatures(dataset: dataset, clipFolder: options.clip, cacheFolder: folder) {
+            onEvent(.encoding(done: $0, total: $1))
+        }
+        if options.stage == .encode { return true }
+
+        onEvent(.stage(.graph, cached: false))
+        let (mbht, graphCached) = try graph(dataset: dataset, splits: splits, folder: folder, options: options,
+                                            onEvent: onEvent, shouldStop: shouldStop)
+        if graphCached { onEvent(.stage(.graph, cached: true)) }
+        if options.stage == .graph { return true }
+
+        onEvent(.stage(.llm, cached: false))
+        let llm = try LlamaModel.load(directory: options.llm)
+        let tokenizer = try tokenizer(llm: options.llm)
+        let features = ItemFeatures(image: image, text: text, graph: withNoGrad { mbht.itemEmbeddings().copy() },
+                                    behaviors: withNoGrad { mbht.behaviorEmbeddings().copy() })
+        let fusionConfig = FusionConfiguration(modalityWidth: image.shape[1], graphWidth: features.graph.shape[1],
+                                               llmWidth: llm.configuration.hiddenSize, heads: options.fusionHeads)
+        let spec = ModelSpec(dataset: options.dataset.standardizedFileURL.path, datasetFingerprint: dataset.fingerprint,
+                             llm: options.llm.standardizedFileURL.path, clip: options.clip.standardizedFileURL.path,
+                             modalities: options.modalities, lora: options.lora, fusion: fusionConfig, training: options.training,
+                             graph: mbht.configuration, graphTraining: options.graphTraining,
+                             behaviors: dataset.behaviors.map(\.name), target: dataset.behaviors[dataset.target].name,
+                             specialTokens: Dictionary(uniqueKeysWithValues: SentencePieceTokenizer.tmfSpecialTokens.map {
+                                 ($0, tokenizer.specialTokenID($0)!) }))
+        if options.resume {
+            let old = try ModelSpec.load(folder: folder)
+            guard old.datasetFingerprint == spec.datasetFingerprint, old.lora == spec.lora, old.modalities == spec.modalities,
+                  old.training == spec.training else {
+                throw TrainerError.badModelFolder(path: folder.path,
+                                                  reason: "--resume needs the same data and settings as the interrupted run; start a new run without --resume")
+            }
+        }
+        try spec.save(folder: folder)
+        let lora = LoRAModel(base: llm, configuration: options.lora, seed: options.training.seed)
+        let fusion = try FusionModule(configuration: fusionConfig, seed: options.training.seed)
+        let recommender = Recommender(llm: llm, lora: lora, fusion: fusion, features: features,
+                                      encoder: try HybridPromptEncoder(tokenizer: tokenizer), modalities: options.modalities)
+        let trainer = try LLMTrainer(recommender: recommender, dataset: dataset, splits: splits, parameters: options.training, folder: folder)
+        if options.resume { try trainer.resume() }
+        return try trainer.run(shouldStop: shouldStop) { onEvent(.training($0)) }
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}
+
+/// A trained model folder loaded for `tmf eval` and `tmf recommend`.
+public struct TrainedModel {
+    public let spec: ModelSpec
+    public let dataset: Dataset
+    public let recommender: Recommender
+    /// The MBHT model (candidate generation, `--baseline mbht`).
+    public let graph: MBHTModel
+
+    /// Loads `folder` (tmf.json, the adapter, fusion weights, item features and MBHT).
+    /// - Parameter data: a dataset folder overriding the one the model remembers.
+    public static func load(folder: URL, data: URL? = nil) throws -> TrainedModel {
+        let spec = try ModelSpec.load(folder: folder)
+        let dataURL = data ?? URL(fileURLWithPath: spec.dataset)
+        let dataset = try Dataset.load(from: dataURL, options: LoadOptions(target: spec.target))
+        guard dataset.items.count == spec.graph.numItems, dataset.behaviors.map(\.name) == spec.behaviors else {
+            throw TrainerError.badModelFolder(path: folder.path,
+                                              reason: "the dataset \(dataURL.path) has other items or behaviors than the model was trained on")
+        }
+        let graphModel = try MBHTModel.load(from: folder.appendingPathComponent(Pipeline.graphFile))
+        let llmURL = URL(fileURLWithPath: spec.llm)
+        let llm = try LlamaModel.load(directory: llmURL)
+        let lora = try LoRAModel.load(directory: folder, base: llm)
+        let fusion = try FusionModule(configuration: spec.fusion, seed: 0)
+        try loadStrict(Dictionary(uniqueKeysWithValues: fusion.namedParameters),
+                       from: SafeTensorsFile(contentsOf: folder.appendingPathComponent("fusion.safetensors")))
+        let (image, text, _) = try Pipeline.itemFeatures(dataset: dataset, clipFolder: URL(fileURLWithPath: spec.clip), cacheFolder: folder)
+        let features = ItemFeatures(image: image, text: text, graph: withNoGrad { graphModel.itemEmbeddings().copy() },
+                                    behaviors: withNoGrad { graphModel.behaviorEmbeddings().copy() })
+        let recommender = Recommender(llm: llm, lora: lora, fusion: fusion, features: features,
+                                      encoder: try HybridPromptEncoder(tokenizer: try Pipeline.tokenizer(llm: llmURL)),
+                                      modalities: spec.modalities)
+        return TrainedModel(spec: spec, dataset: dataset, recommender: recommender, graph: graphModel)
+    }
+}
