@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
 import TMFData
+import TMFGraph
+import TMFTrainer
 
-/// `tmf eval`: HitRate@1 and ValidRatio on a split (DESIGN.md §2, §4). For now only the
-/// data-only baselines (`--baseline popular|random`) exist.
+/// `tmf eval`: HitRate@1 and ValidRatio on a split (DESIGN.md §2, §4), of a trained model or of a
+/// baseline, on the same seeded candidate sets.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
@@ -19,17 +21,23 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Split to score: valid or test.")
     var split: String = "test"
 
-    @Option(help: "Baseline instead of a model: popular or random (mbht needs a model).")
+    @Option(help: "Baseline instead of the model's LLM: popular, random (need only --data) or mbht (the model's MBHT).")
     var baseline: String?
+
+    @Flag(help: "Decode only token paths that spell a candidate title (ValidRatio 1).")
+    var constrained = false
 
     @Option(help: "Score only the first N examples.")
     var limit: Int?
 
-    @Option(help: "Seed of the candidate sets (and of the random baseline).")
-    var seed: UInt64 = 42
+    @Option(help: "Seed of the candidate sets (default: the model's, else 42).")
+    var seed: UInt64?
 
     @Option(help: "Target behavior (default: dataset.json's target).")
     var target: String?
+
+    @Option(help: "Prompts generated together.")
+    var batchSize: Int = 8
 
     @Flag(help: "Drop invalid dataset rows (counted on stderr) instead of failing.")
     var skipInvalid = false
@@ -40,37 +48,62 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print no progress.")
     var quiet = false
 
+    @OptionGroup var compute: ComputeOptions
+
     func validate() throws {
         if Split(rawValue: split) == nil || split == "train" { throw ValidationError("--split must be valid or test") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if let baseline, !["popular", "random", "mbht"].contains(baseline) {
+            throw ValidationError("unknown --baseline '\(baseline)'; use popular, random or mbht")
+        }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    }
+
+    func emit(_ metrics: EvalMetrics) {
+        if json { print(metrics.json) } else { for line in metrics.lines { print(line) } }
     }
 
     func run() throws {
-        do {
-            guard let name = baseline else {
-                throw DataError.invalidArgument(
-                    "eval of a trained model is not built yet; score a baseline with `tmf eval --baseline popular|random --data DIR`")
+        compute.apply()
+        try reportingErrors {
+            let splitValue = Split(rawValue: split)!
+            if let name = baseline, let kind = Baseline(rawValue: name) {
+                let dataPath: URL
+                if let data { dataPath = URL(fileURLWithPath: data) }
+                else if let model { dataPath = URL(fileURLWithPath: try ModelSpec.load(folder: URL(fileURLWithPath: model)).dataset) }
+                else { throw DataError.invalidArgument("--baseline \(name) needs --data DATASET (a dataset folder, e.g. Fixtures/shop)") }
+                let dataset = try Dataset.load(from: dataPath, options: LoadOptions(skipInvalid: skipInvalid, target: target))
+                if let summary = dataset.skipped.summary { printError("tmf: \(dataPath.path): \(summary)") }
+                emit(try dataset.evaluate(baseline: kind, split: splitValue, seed: seed ?? 42, limit: limit))
+                return
             }
-            guard let kind = Baseline(rawValue: name) else {
-                throw DataError.invalidArgument(
-                    "unknown --baseline '\(name)'; use popular or random (mbht needs a trained model, not built yet)")
+            let folder = URL(fileURLWithPath: model ?? "tmf-model")
+            let progress = Progress(quiet: quiet)
+            let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) })
+            let dataset = trained.dataset
+            let seedValue = seed ?? trained.spec.training.seed
+            var examples = SplitExamples(dataset)[splitValue]
+            if let limit { examples = Array(examples.prefix(limit)) }
+            if baseline == "mbht" {
+                let length = trained.spec.graph.maxSequenceLength
+                let ranking = try Pipeline.graphExamples(dataset, examples: examples, seed: seedValue, length: length)
+                let scores = try trained.graph.scores(histories: ranking.map(\.history), candidates: ranking.map(\.candidates))
+                var metrics = EvalMetrics()
+                for (r, s) in zip(ranking, scores) {
+                    let best = s.indices.max { s[$0] < s[$1] || (s[$0] == s[$1] && $0 > $1) }!
+                    metrics.add(AnswerScore(chosen: best, correct: r.candidates[best] == r.groundTruth))
+                }
+                emit(metrics)
+                return
             }
-            guard let data else {
-                throw DataError.invalidArgument("--baseline \(name) needs --data DATASET (a dataset folder, e.g. Fixtures/shop)")
-            }
-            let dataset = try Dataset.load(
-                from: URL(fileURLWithPath: data),
-                options: LoadOptions(skipInvalid: skipInvalid, target: target))
-            if let summary = dataset.skipped.summary { printError("tmf: \(data): \(summary)") }
-            let metrics = try dataset.evaluate(baseline: kind, split: Split(rawValue: split)!, seed: seed, limit: limit)
-            if json {
-                print(metrics.json)
-            } else {
-                for line in metrics.lines { print(line) }
-            }
-        } catch let error as DataError {
-            printError("tmf: \(error.localizedDescription)")
-            throw ExitCode(1)
+            let metrics = try trained.recommender.evaluate(
+                dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
+                constrained: constrained, batchSize: batchSize) { done, total in
+                    progress.update("evaluating", done, total)
+                    return true
+                }
+            progress.finish()
+            emit(metrics)
         }
     }
 }

@@ -85,7 +85,7 @@ public struct PipelineOptions: Sendable {
         return p
     }()
     /// Longest behavior sequence MBHT sees.
-    public var graphSequenceLength = 50
+    public var graphSequenceLength = 40
     public var fusionHeads = 1
     public var stage: Stage = .all
     public var resume = false
@@ -188,7 +188,7 @@ public enum Pipeline {
     public static func graphConfiguration(_ dataset: Dataset, length: Int) -> MBHTConfiguration {
         var c = MBHTConfiguration(numItems: dataset.items.count, numBehaviors: dataset.behaviors.count,
                                   targetBehavior: dataset.target, maxSequenceLength: length)
-        c.scales = c.scales.filter { $0 <= length }
+        c.scales = c.scales.filter { $0 <= length && length % $0 == 0 }
         return c
     }
 

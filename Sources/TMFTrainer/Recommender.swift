@@ -142,7 +142,9 @@ public final class Recommender: @unchecked Sendable {
             let x = inputEmbeddings(batch, level: level)
             var stops: Set<Int> = [encoder.tokenizer.eosID]
             if let nl = encoder.tokenizer.pieceToId("<0x0A>") { stops.insert(nl) }
-            let params = GenerationParameters(maxTokens: maxTokens, temperature: 0, stopTokens: stops)
+            // A constrained answer may be as long as its longest candidate title.
+            let longest = constraints.map { $0.map(\.longest).max() ?? 0 } ?? 0
+            let params = GenerationParameters(maxTokens: max(maxTokens, longest + 1), temperature: 0, stopTokens: stops)
             let eos = encoder.tokenizer.eosID
             let processor: LogitsProcessor? = constraints.map { tries in
                 { seq, generated, logits in
@@ -163,6 +165,9 @@ public struct TokenTrie: Sendable {
 
     /// - Parameter sequences: allowed token sequences (without the end token).
     public init(_ sequences: [[Int]]) { self.sequences = sequences }
+
+    /// Length of the longest allowed sequence.
+    public var longest: Int { sequences.map(\.count).max() ?? 0 }
 
     /// Tokens allowed after `prefix`: the next token of every sequence extending it, or `end`
     /// where a sequence is complete.

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import TMFData
+import TMFLoRA
+import TMFTrainer
+
+/// `tmf train`: the whole pipeline of DESIGN.md §1 (CLIP features, MBHT, curriculum LoRA tuning).
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a TMF model (defaults: the bundled synthetic shop and tiny models).",
+        discussion: "Stages are cached in the model folder and reused while their inputs are unchanged."
+    )
+
+    @Argument(help: "Dataset folder (default: the bundled Fixtures/shop).")
+    var dataset: String?
+    @Option(help: "Model folder to write.")
+    var out: String = "tmf-model"
+    @Option(help: "Llama folder (config.json, model.safetensors, tokenizer.model).")
+    var llm: String?
+    @Option(help: "CLIP folder (config.json, model.safetensors, vocab.json, merges.txt).")
+    var clip: String?
+    @Option(help: "Optimiser steps T.")
+    var steps: Int?
+    @Option(help: "Epochs over the training examples (instead of --steps).")
+    var epochs: Double?
+    @Option(help: "Curriculum threshold T1 (default T/3).")
+    var t1: Int?
+    @Option(help: "Examples per batch.")
+    var batchSize: Int = 8
+    @Option(name: .customLong("grad-accum"), help: "Batches accumulated per step.")
+    var gradAccum: Int = 1
+    @Option(help: "Peak learning rate.")
+    var lr: Float = 2e-3
+    @Option(help: "LoRA rank.")
+    var loraR: Int = 8
+    @Option(help: "LoRA alpha.")
+    var loraAlpha: Float = 16
+    @Option(help: "LoRA dropout.")
+    var loraDropout: Float = 0
+    @Option(help: "Comma-separated LoRA targets.")
+    var loraTargets: String = "q_proj,v_proj"
+    @Option(help: "text | behavior | item | full (the paper's Table 3 ablations).")
+    var modalities: String = "full"
+    @Option(help: "History events per prompt.")
+    var history: Int = 20
+    @Option(help: "Validate every N steps (0: at the end).")
+    var evalEvery: Int = 0
+    @Option(help: "Validation examples per validation.")
+    var evalLimit: Int = 100
+    @Option(help: "MBHT epochs (early stopping on validation HitRate).")
+    var graphEpochs: Int = 30
+    @Option(help: "Stage to run up to: encode | graph | llm | all.")
+    var stage: String = "all"
+    @Option(help: "Seed of everything random.")
+    var seed: UInt64 = 42
+    @Flag(help: "Continue the interrupted run in --out from its last checkpoint.")
+    var resume = false
+    @Flag(help: "Drop invalid dataset rows instead of failing.")
+    var skipInvalid = false
+    @Flag(help: "Print no progress.")
+    var quiet = false
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if Modalities(rawValue: modalities) == nil { throw ValidationError("--modalities must be text, behavior, item or full") }
+        if Stage(rawValue: stage) == nil { throw ValidationError("--stage must be encode, graph, llm or all") }
+        if steps != nil && epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if let epochs, !(epochs > 0) { throw ValidationError("--epochs must be positive") }
+        if graphEpochs < 1 { throw ValidationError("--graph-epochs must be at least 1") }
+    }
+
+    func run() throws {
+        compute.apply()
+        try reportingErrors {
+            let progress = Progress(quiet: quiet)
+            let dataURL = dataset.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.shop
+            var options = PipelineOptions(dataset: dataURL, model: URL(fileURLWithPath: out),
+                                          llm: llm.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.llm,
+                                          clip: clip.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.clip)
+            options.modalities = Modalities(rawValue: modalities)!
+            options.lora = try LoRAConfiguration(rank: loraR, alpha: loraAlpha, dropout: loraDropout,
+                                                 targetModules: loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+            var totalSteps = steps ?? 300
+            if let epochs {
+                // Count training examples once to turn epochs into steps.
+                let d = try Dataset.load(from: dataURL, options: LoadOptions(skipInvalid: skipInvalid))
+                let n = SplitExamples(d).train.count
+                totalSteps = max(1, Int((Double(n) * epochs / Double(batchSize * gradAccum)).rounded(.up)))
+            }
+            options.training = TrainingParameters(steps: totalSteps, threshold: t1, batchSize: batchSize, accumulation: gradAccum,
+                                                  learningRate: lr, evalEvery: evalEvery, evalLimit: evalLimit, seed: seed,
+                                                  historyLength: history)
+            options.graphTraining.epochs = graphEpochs
+            options.stage = Stage(rawValue: stage)!
+            options.resume = resume
+            options.skipInvalid = skipInvalid
+            let interrupt = InterruptFlag()
+            interrupt.install()
+            progress.line("tmf train: data \(dataURL.path), model \(out), \(options.modalities.rawValue) modalities, \(totalSteps) steps")
+            let completed = try Pipeline.train(options, onEvent: { event in
+                switch event {
+                case let .stage(s, cached):
+                    progress.line(cached ? "[\(s.rawValue)] reused the cached result" : "[\(s.rawValue)]")
+                case let .encoding(done, total):
+                    progress.update("encoding items", done, total)
+                case let .graph(e):
+                    switch e {
+                    case let .step(epoch, step, per, loss):
+                        progress.update("MBHT epoch \(epoch)", step, per, String(format: "loss %.3f", loss))
+                    case let .epochFinished(epoch, loss, hr, secs):
+                        progress.line(String(format: "MBHT epoch %d: loss %.4f%@ (%.1fs)", epoch, loss,
+                                             hr.map { String(format: ", valid HitRate@1 %.4f", $0) } ?? "", secs))
+                    case let .stoppedEarly(epoch, best, hr):
+                        progress.line(String(format: "MBHT stopped at epoch %d; best epoch %d (HitRate@1 %.4f)", epoch, best, hr))
+                    }
+                case let .training(t):
+                    switch t {
+                    case let .step(r):
+                        progress.update("training", r.step, totalSteps,
+                                        String(format: "%@ loss %.4f lr %.2e %.0f tok/s", r.level.rawValue, r.loss, r.learningRate, r.tokensPerSecond))
+                    case let .validation(step, m, improved):
+                        progress.line(String(format: "step %d: valid HitRate@1 %.4f ValidRatio %.4f HitRate@1(all) %.4f%@", step,
+                                             m.hitRate, m.validRatio, m.hitRateAll, improved ? " (best so far: saved)" : ""))
+                    case .checkpoint:
+                        break
+                    }
+                }
+            }, shouldStop: { interrupt.isSet })
+            progress.finish()
+            if !completed && options.stage == .all {
+                printError("tmf: stopped; the checkpoint in \(out)/checkpoint is saved: continue with `tmf train --resume --out \(out)` and the same options")
+                throw ExitCode(130)
+            }
+            if options.stage == .all && !quiet {
+                progress.line("trained model written to \(out)")
+            }
+        }
+    }
+}
