@@ -6,7 +6,8 @@ public struct TMFCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "tmf",
         abstract: "Train and serve a Triple Modality Fusion recommender on CPUs.",
-        subcommands: [BenchCommand.self, EvalCommand.self, SynthCommand.self, ImportCommand.self]
+        subcommands: [BenchCommand.self, EvalCommand.self, SynthCommand.self, ImportCommand.self,
+                      GenerateCommand.self, EmbedCommand.self]
     )
 
     public init() {}
