@@ -87,9 +87,16 @@ struct GenerateCommand: ParsableCommand {
     /// Encodes `prompt` (with BOS), generates, and decodes the new tokens; generation stops at the
     /// tokenizer's and the configuration's EOS ids and where the decoded text contains a `stop`
     /// string (the text is cut before its first occurrence).
+    /// - Throws: `CLIError` when the prompt and `maxTokens` do not fit in the model's positions;
+    ///   the tokenizer's errors.
     static func generate(model: LlamaModel, tokenizer: SentencePieceTokenizer, prompt: String,
                          parameters: GenerationParameters, stop: [String]) throws -> String {
         let ids = try tokenizer.encode(prompt, addBOS: true)
+        let limit = model.configuration.maxPositionEmbeddings
+        guard ids.count + parameters.maxTokens <= limit else {
+            throw CLIError("the prompt (\(ids.count) tokens) plus --max-tokens \(parameters.maxTokens) exceeds the model's "
+                           + "max_position_embeddings \(limit); shorten the prompt or lower --max-tokens")
+        }
         var parameters = parameters
         parameters.stopTokens.insert(tokenizer.eosID)
         parameters.stopTokens.formUnion(model.configuration.eosTokenIds)

@@ -151,6 +151,10 @@ final class GenerateCommandTests: XCTestCase {
         assertFailure(try runTMF(["generate", "--llm", folders.llm.path, "--adapter", "/nonexistent/adapter", "--prompt", "hi"]),
                       mentions: "/nonexistent/adapter")
 
+        // Longer than the model's 256 positions.
+        assertFailure(try runTMF(["generate", "--llm", folders.llm.path, "--prompt", "hi", "--max-tokens", "1000000000"]),
+                      mentions: "max_position_embeddings")
+
         // Argument errors.
         assertFailure(try runTMF(["generate", "--prompt", "hi"]), argumentError: true)
         assertFailure(try runTMF(["generate", "--llm", folders.llm.path]), argumentError: true)
