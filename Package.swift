@@ -60,5 +60,9 @@ let package = Package(
         .testTarget(name: "TMFLoRATests", dependencies: ["TMFLoRA", "TMFLlama", "TMFCheckpoint", "TMFTestSupport"]),
         .testTarget(name: "TMFCLIPTests", dependencies: ["TMFCLIP", "TMFCheckpoint", "TMFTestSupport"]),
         .testTarget(name: "TMFGraphTests", dependencies: ["TMFGraph", "TMFTestSupport"]),
+        // Runs the built `tmf` executable (next to the test bundle) as a subprocess.
+        .testTarget(name: "TMFCLITests", dependencies: [
+            "TMFTestSupport", "TMFTensor", "TMFCheckpoint", "TMFTokenizer", "TMFImage", "TMFLlama", "TMFLoRA", "TMFCLIP",
+        ]),
     ]
 )

@@ -6,7 +6,8 @@ public struct TMFCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "tmf",
         abstract: "Train and serve a Triple Modality Fusion recommender on CPUs.",
-        subcommands: [TrainCommand.self, EvalCommand.self, RecommendCommand.self, SynthCommand.self, ImportCommand.self, BenchCommand.self]
+        subcommands: [TrainCommand.self, EvalCommand.self, RecommendCommand.self, GenerateCommand.self, EmbedCommand.self,
+                      SynthCommand.self, ImportCommand.self, BenchCommand.self]
     )
 
     public init() {}
