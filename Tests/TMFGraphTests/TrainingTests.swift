@@ -176,17 +176,4 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(top[0].item, best)
         assertClose(try model.score(history: h, candidates: top.map(\.item)), top.map(\.score))
     }
-
-    /// Release-mode timing of one epoch on 10,000 synthetic users (reference hyper-parameters,
-    /// T = 40). Skipped unless TMF_GRAPH_BENCH=1:
-    /// `TMF_GRAPH_BENCH=1 swift test -c release --filter TrainingTests/testBenchmarkEpoch`.
-    func testBenchmarkEpoch() throws {
-        guard ProcessInfo.processInfo.environment["TMF_GRAPH_BENCH"] == "1" else {
-            throw XCTSkip("set TMF_GRAPH_BENCH=1 (release build) to time an epoch")
-        }
-        let result = try MBHTBench.epoch(users: 10_000, items: 2_000, sequenceLength: 40, batchSize: 32)
-        print(result.summary)
-        let bigger = try MBHTBench.epoch(users: 10_000, items: 2_000, sequenceLength: 40, batchSize: 256)
-        print(bigger.summary)
-    }
 }
