@@ -158,6 +158,33 @@ final class TrainingTests: XCTestCase {
         } catch GraphError.cancelled {}
     }
 
+    func testEarlyStoppingReportsAndRestoresBest() throws {
+        let data = MBHTSyntheticData.generate(users: 40, items: 20, markov: true, seed: 1)
+        let model = try MBHTModel(configuration: smallConfiguration(items: 20), seed: 5)
+        var p = MBHTTrainingParameters()
+        p.epochs = 10
+        p.batchSize = 16
+        p.learningRate = 0  // validation never improves after the first epoch
+        p.patience = 2
+        var events: [String] = []
+        let r = try model.train(data.training, validation: data.validation, parameters: p) { event in
+            switch event {
+            case .step: break
+            case .epochFinished(let epoch, let loss, let hit, _):
+                XCTAssertTrue(loss.isFinite)
+                XCTAssertNotNil(hit)
+                events.append("epoch \(epoch)")
+            case .stoppedEarly(let epoch, let best, _): events.append("stopped \(epoch) best \(best)")
+            }
+            return .proceed
+        }
+        XCTAssertEqual(events, ["epoch 1", "epoch 2", "epoch 3", "stopped 3 best 1"])
+        XCTAssertTrue(r.stoppedEarly)
+        XCTAssertEqual(r.bestEpoch, 1)
+        XCTAssertEqual(r.validation.count, 3)
+        XCTAssertEqual(try model.hitRate(data.validation), r.bestHitRate!, accuracy: 1e-12)
+    }
+
     func testBadInputIsReported() throws {
         let model = try MBHTModel(configuration: tinyConfiguration(), seed: 1)
         XCTAssertThrowsError(try model.score(history: [GraphEvent(item: 99, behavior: 0)], candidates: [0]))
