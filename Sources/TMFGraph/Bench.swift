@@ -1,5 +1,8 @@
 import Foundation
 import TMFTensor
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Timing of MBHT training for `tmf bench graph` (release builds).
 public enum MBHTBench {
@@ -10,12 +13,16 @@ public enum MBHTBench {
         public var sequenceLength: Int
         public var batchSize: Int
         public var examples: Int
+        /// Wall-clock seconds of the epoch.
         public var seconds: Double
+        /// CPU seconds of the whole process over the epoch, all threads (less sensitive than
+        /// wall-clock time to other processes sharing the machine).
+        public var cpuSeconds: Double
         public var meanLoss: Float
         /// One line for a terminal.
         public var summary: String {
-            String(format: "MBHT epoch: %d users, %d items, T = %d, batch %d: %.1f s (%.0f sequences/s, loss %.3f)",
-                   users, items, sequenceLength, batchSize, seconds, Double(examples) / seconds, meanLoss)
+            String(format: "MBHT epoch: %d users, %d items, T = %d, batch %d: %.1f s wall, %.1f CPU-s (%.0f sequences/s, loss %.3f)",
+                   users, items, sequenceLength, batchSize, seconds, cpuSeconds, Double(examples) / seconds, meanLoss)
         }
     }
 
@@ -33,9 +40,23 @@ public enum MBHTBench {
         p.epochs = 1
         p.batchSize = batchSize
         p.seed = seed
+        let cpuStart = processCPUSeconds()
         let report = try model.train(data.training, parameters: p)
         return Result(users: users, items: items, sequenceLength: sequenceLength, batchSize: batchSize,
                       examples: data.training.examples(targetBehavior: 2, selection: p.examples).count,
-                      seconds: report.seconds, meanLoss: report.epochLosses.last ?? .nan)
+                      seconds: report.seconds, cpuSeconds: processCPUSeconds() - cpuStart,
+                      meanLoss: report.epochLosses.last ?? .nan)
+    }
+
+    /// User + system CPU time of this process so far.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        #if os(Linux)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        #endif
+        func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return s(usage.ru_utime) + s(usage.ru_stime)
     }
 }

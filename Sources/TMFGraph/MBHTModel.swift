@@ -23,6 +23,21 @@ struct MBHTBatch {
 ///
 /// Item table rows: 0..<numItems are items, `numItems` is the mask token, `numItems + 1`
 /// padding (kept zero). Behavior table rows: 0 is masked/padding (kept zero), b + 1 is behavior b.
+///
+/// Differences from the reference code (yuh-yang/MBHT-KDD22, `mbht.py`, `layers.py`), and why:
+/// - Coarser scales mean-pool *consecutive* windows of s positions, as the paper describes; the
+///   reference's `reshape(B, s, T/s, d).mean(1)` averages positions T/s apart instead.
+/// - The sequence-axis layers (E, F, `out_fc`) are sized by T; the reference hard-codes 200.
+/// - The cross-entropy runs over the real items only; the reference's also covers the padding
+///   and mask rows, which can never be a target.
+/// - A masked position 0 is read out like any other (the reference skips index 0, its padding
+///   sentinel); an empty read-out window gives zeros (the reference gives NaN).
+/// - Ties: top-k positions tie-break by position; an item reached twice keeps the larger weight
+///   (the reference keeps whichever write comes last in an unspecified order).
+/// - `gating_bias` starts at zero (the reference leaves it uninitialised); the unused
+///   `hg_type_embedding` is omitted; the behavior table has numBehaviors + 1 rows (reference: 6).
+/// - The read-out windows (`sw_before`, `sw_follow`) are configuration (reference: hard-coded per
+///   dataset; the default here is its Tmall setting, 20 / 12).
 public final class MBHTModel: @unchecked Sendable {
     public let configuration: MBHTConfiguration
 

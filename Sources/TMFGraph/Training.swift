@@ -121,6 +121,7 @@ extension MBHTModel {
             var order = Array(refs.indices)
             order.shuffle(using: &rng)
             var lossSum: Double = 0
+            var stepsDone = 0
             for step in 0..<stepsPerEpoch {
                 if Task.isCancelled { restoreBest(); throw GraphError.cancelled }
                 let chunk = order[(step * params.batchSize)..<min((step + 1) * params.batchSize, order.count)]
@@ -140,12 +141,13 @@ extension MBHTModel {
                 optimizer.step()
                 zeroFrozenRows()
                 lossSum += Double(value)
+                stepsDone += 1
                 if progress(.step(epoch: epoch, step: step + 1, stepsPerEpoch: stepsPerEpoch, loss: value)) == .stop {
                     report.stoppedByCallback = true
                 }
                 if report.stoppedByCallback { break }
             }
-            let meanLoss = Float(lossSum / Double(stepsPerEpoch))
+            let meanLoss = Float(lossSum / Double(max(stepsDone, 1)))
             report.epochs = epoch
             report.epochLosses.append(meanLoss)
             var hit: Double? = nil

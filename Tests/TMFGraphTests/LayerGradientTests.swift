@@ -98,6 +98,11 @@ final class LayerGradientTests: XCTestCase {
             var ctx = context()
             return model.loss(batch, &ctx)
         }
+        // Every checked tensor receives a gradient (the hypergraph's learned similarity included).
+        for t in checked {
+            let norm = t.grad!.scalars.reduce(0) { $0 + $1 * $1 }
+            XCTAssertGreaterThan(norm, 1e-8, t.shape.description)
+        }
     }
 }
 
