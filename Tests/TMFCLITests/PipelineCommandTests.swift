@@ -1,0 +1,129 @@
+import Foundation
+import XCTest
+import TMFCheckpoint
+import TMFLlama
+import TMFTensor
+import TMFTestSupport
+import TMFTokenizer
+
+/// `tmf train`, `tmf eval`, `tmf recommend` and `--resume` through the built binary on a tiny
+/// synthetic shop, the tiny bundled CLIP and a tiny random Llama over the fixture tokenizer.
+final class PipelineCommandTests: XCTestCase {
+    struct Setup {
+        var shop: URL
+        var llm: URL
+        var root: URL
+    }
+
+    func makeSetup() throws -> Setup {
+        let root = try temporaryFolder(self)
+        let shop = root.appendingPathComponent("shop"), llm = root.appendingPathComponent("llm")
+        let synth = try runTMF(["synth", shop.path, "--users", "40", "--items", "40", "--seed", "3"])
+        XCTAssertEqual(synth.status, 0, synth.stderr)
+        try FileManager.default.createDirectory(at: llm, withIntermediateDirectories: true)
+        let tokenizerURL = fixturesURL.appendingPathComponent("tokenizer/sp/tokenizer.model")
+        let vocab = try SentencePieceTokenizer(modelURL: tokenizerURL).vocabularySize
+        let config = try LlamaConfiguration(hiddenSize: 32, intermediateSize: 64, hiddenLayers: 1, attentionHeads: 2, kvHeads: 1,
+                                            vocabularySize: vocab, tieWordEmbeddings: true, maxPositionEmbeddings: 1024)
+        let model = LlamaModel(configuration: config)
+        model.randomize(seed: 5, std: 0.1)
+        try JSONEncoder().encode(config).write(to: llm.appendingPathComponent("config.json"))
+        try SafeTensorsWriter.write(model.namedWeights, to: llm.appendingPathComponent("model.safetensors"))
+        try FileManager.default.copyItem(at: tokenizerURL, to: llm.appendingPathComponent("tokenizer.model"))
+        return Setup(shop: shop, llm: llm, root: root)
+    }
+
+    func trainArguments(_ s: Setup, out: URL, steps: Int) -> [String] {
+        ["train", s.shop.path, "--llm", s.llm.path, "--out", out.path, "--steps", "\(steps)", "--batch-size", "2",
+         "--history", "4", "--graph-epochs", "1", "--eval-limit", "2", "--threads", "1", "--quiet"]
+    }
+
+    func testTrainEvalRecommendResume() throws {
+        let s = try makeSetup()
+        let model = s.root.appendingPathComponent("model")
+        let train = try runTMF(trainArguments(s, out: model, steps: 3))
+        XCTAssertEqual(train.status, 0, train.stderr)
+        for file in ["tmf.json", "adapter_config.json", "adapter_model.safetensors", "fusion.safetensors", "graph.safetensors",
+                     "item_features.safetensors", "metrics.jsonl", "checkpoint/state.json", "checkpoint/optimizer.safetensors"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: model.appendingPathComponent(file).path), file)
+        }
+        let metrics = try String(contentsOf: model.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+            .split(separator: "\n")
+        XCTAssertEqual(metrics.count, 3)
+        XCTAssertTrue(metrics[0].contains("\"level\"") && metrics[0].contains("\"loss\"") && metrics[0].contains("\"lr\"")
+                      && metrics[0].contains("\"tokens_per_s\""))
+
+        let eval = try runTMF(["eval", model.path, "--limit", "4", "--json", "--quiet", "--threads", "1"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(object?["Examples"] as? Int, 4)
+        for key in ["HitRate@1", "ValidRatio", "HitRate@1(all)"] { XCTAssertNotNil(object?[key], key) }
+
+        let constrained = try runTMF(["eval", model.path, "--limit", "4", "--constrained", "--quiet", "--threads", "1"])
+        XCTAssertEqual(constrained.status, 0, constrained.stderr)
+        XCTAssertTrue(constrained.stdout.contains("ValidRatio: 1.0000"), constrained.stdout)
+        let lines = constrained.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.map { String($0.split(separator: ":")[0]) }, ["HitRate@1", "ValidRatio", "HitRate@1(all)", "Examples"])
+
+        let mbht = try runTMF(["eval", model.path, "--baseline", "mbht", "--json"])
+        XCTAssertEqual(mbht.status, 0, mbht.stderr)
+        XCTAssertTrue(mbht.stdout.contains("\"ValidRatio\": 1.0000"), mbht.stdout)
+
+        // A history from the shop's own items, and candidates from MBHT's top 10.
+        let interactions = try String(contentsOf: s.shop.appendingPathComponent("interactions.csv"), encoding: .utf8)
+            .split(separator: "\n").dropFirst().prefix(3).map { $0.split(separator: ",") }
+        let history = interactions.map { "\($0[2]):\($0[1])" }.joined(separator: ",")
+        let rec = try runTMF(["recommend", model.path, "--history", history, "--constrained", "--json", "--threads", "1"])
+        XCTAssertEqual(rec.status, 0, rec.stderr)
+        let chosen = try JSONSerialization.jsonObject(with: Data(rec.stdout.utf8)) as? [String: Any]
+        XCTAssertNotNil(chosen?["item_id"] as? String, rec.stdout)
+        XCTAssertEqual((chosen?["candidates"] as? [String])?.count, 10)
+
+        // Bad input: unknown item, unknown behavior, a target the model was not trained for.
+        assertFailure(try runTMF(["recommend", model.path, "--history", "view:NOPE"]), mentions: "NOPE")
+        assertFailure(try runTMF(["recommend", model.path, "--history", "teleport:\(interactions[0][1])"]), mentions: "teleport")
+        assertFailure(try runTMF(["recommend", model.path, "--history", history, "--target", "view"]), mentions: "view")
+        assertFailure(try runTMF(["eval", s.root.appendingPathComponent("nothing").path]), mentions: "tmf.json")
+
+        // Resume: a 5-step run interrupted by Ctrl-C (SIGINT) after its third step, then resumed,
+        // logs the same losses as an uninterrupted 5-step run.
+        let straight = s.root.appendingPathComponent("straight"), split = s.root.appendingPathComponent("split")
+        XCTAssertEqual(try runTMF(trainArguments(s, out: straight, steps: 5)).status, 0)
+        let interrupted = try runInterrupted(trainArguments(s, out: split, steps: 5), afterLines: 3, metrics: split.appendingPathComponent("metrics.jsonl"))
+        XCTAssertNotEqual(interrupted, 0, "an interrupted run exits non-zero")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: split.appendingPathComponent("checkpoint/state.json").path),
+                      "a stopped run leaves a loadable checkpoint")
+        let resumed = try runTMF(trainArguments(s, out: split, steps: 5) + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        func losses(_ folder: URL) throws -> [String: String] {
+            var out: [String: String] = [:]
+            for line in try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n") {
+                let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+                out["\(o["step"]!)"] = "\(o["loss"]!)"
+            }
+            return out
+        }
+        XCTAssertEqual(try losses(split), try losses(straight))
+    }
+
+    /// Starts `tmf` and sends SIGINT once `metrics` has `afterLines` lines; returns the exit status.
+    func runInterrupted(_ arguments: [String], afterLines: Int, metrics: URL) throws -> Int32 {
+        let process = Process()
+        process.executableURL = tmfExecutable!
+        process.arguments = arguments
+        process.currentDirectoryURL = packageRoot
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(300)
+        while process.isRunning && Date() < deadline {
+            if let text = try? String(contentsOf: metrics, encoding: .utf8), text.split(separator: "\n").count >= afterLines {
+                process.interrupt()
+                break
+            }
+            usleep(20_000)
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
