@@ -310,5 +310,18 @@ public final class LLMTrainer {
         step = state.step
         bestScore = state.bestScore
         bestStep = state.bestStep
+        try trimMetrics(after: step)
+    }
+
+    /// Drops metrics.jsonl lines of steps after `step` (logged after the last checkpoint by a
+    /// killed run, about to be redone).
+    func trimMetrics(after step: Int) throws {
+        let url = folder.appendingPathComponent("metrics.jsonl")
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return }
+        struct StepOnly: Decodable { let step: Int }
+        let kept = text.split(separator: "\n").filter { line in
+            (try? JSONDecoder().decode(StepOnly.self, from: Data(line.utf8)).step).map { $0 <= step } ?? false
+        }
+        try Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8).write(to: url, options: .atomic)
     }
 }
