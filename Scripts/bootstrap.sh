@@ -36,9 +36,11 @@ case "$mode" in
   train)
     swift build -c release --product tmf
     bin="$(swift build -c release --show-bin-path)/tmf"
-    if "$bin" train --help >/dev/null 2>&1; then exec "$bin" train "${@:2}"; fi
-    echo "bootstrap: 'tmf train' is not built yet; showing the commands that are:"
-    exec "$bin" --help
+    out="${TMF_MODEL:-tmf-model}"
+    # The bundled defaults: Fixtures/shop with the tiny Llama and CLIP in Fixtures/models.
+    "$bin" train --out "$out" "${@:2}"
+    echo "== test split (HitRate@1, ValidRatio) of $out =="
+    exec "$bin" eval "$out"
     ;;
   test)
     swift build --build-tests
