@@ -6,7 +6,7 @@ public struct TMFCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "tmf",
         abstract: "Train and serve a Triple Modality Fusion recommender on CPUs.",
-        subcommands: [BenchCommand.self, EvalCommand.self, SynthCommand.self, ImportCommand.self]
+        subcommands: [BenchCommand.self, EvalCommand.self, SynthCommand.self, ImportCommand.self, PretrainCommand.self]
     )
 
     public init() {}
