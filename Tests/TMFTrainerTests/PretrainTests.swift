@@ -182,4 +182,66 @@ final class PretrainTests: XCTestCase {
             guard case .badInitFolder = error as? PretrainError else { return XCTFail("\(error)") }
         }
     }
+
+    /// The bundled tiny Llama (Fixtures/models/tiny-llama, made by `tmf pretrain`, see its README)
+    /// loads with its tokenizer, spells the shop's titles and, asked to choose among candidates,
+    /// answers with a title (choosing among the candidates is what LoRA fine-tuning teaches).
+    func testBundledTinyLlamaSpellsTitles() throws {
+        let dir = fixturesURL.appendingPathComponent("models/tiny-llama")
+        let tokenizer = try SentencePieceTokenizer(directory: dir, specialTokens: SentencePieceTokenizer.tmfSpecialTokens)
+        let model = try LlamaModel.load(directory: dir)
+        XCTAssertEqual(model.configuration.vocabularySize, tokenizer.baseVocabularySize)
+        XCTAssertEqual(tokenizer.specialTokenID("[MT_i]"), tokenizer.baseVocabularySize)
+        let dataset = try Dataset.load(from: fixturesURL.appendingPathComponent("shop"), options: LoadOptions(checkImages: false))
+        let titles = dataset.items.map(\.title)
+        let parameters = GenerationParameters(maxTokens: 24, stopTokens: [tokenizer.eosID])
+
+        // Completing a title from its first two words gives a real title.
+        var spelled = 0
+        let probe = Array(stride(from: 0, to: titles.count, by: 15))
+        for i in probe {
+            let words = titles[i].split(separator: " ")
+            let prefix = "The user views " + words.prefix(2).joined(separator: " ")
+            let ids = try tokenizer.encode(prefix, addBOS: true)
+            let out = model.generate(prompts: [ids], parameters: parameters)[0]
+            let text = String(tokenizer.decode(Array(ids.dropFirst()) + out).dropFirst("The user views ".count))
+            let completed = text.components(separatedBy: ",")[0].components(separatedBy: ".")[0]
+            if titles.contains(completed) { spelled += 1 }
+            print("title: \(prefix) → \(completed)")
+        }
+        XCTAssertGreaterThanOrEqual(spelled * 2, probe.count, "\(spelled)/\(probe.count) completions are titles")
+
+        // Asked to choose, it answers with a candidate.
+        var rng = SeededRNG(seed: 7)
+        var chosen = 0, named = 0
+        for trial in 0..<12 {
+            var pool = Array(titles.indices)
+            for k in 0..<11 { pool.swapAt(k, k + rng.nextInt(below: pool.count - k)) }
+            let candidates = pool.prefix(11).map { titles[$0] }
+            let list = candidates.joined(separator: ", ")
+            let prompt = [
+                "What's next to purchase? The candidate items are \(list). Choose only one item from the candidates. The answer is",
+                "Candidates: \(list). Name the next item the user purchases, choosing exactly one candidate. The answer is",
+                "Pick one of these candidates: \(list). The answer is",
+            ][trial % 3]
+            let out = model.generate(prompts: [try tokenizer.encode(prompt, addBOS: true)], parameters: parameters)[0]
+            let answer = tokenizer.decode(out).trimmingCharacters(in: .whitespaces).components(separatedBy: ".")[0]
+            if candidates.contains(answer) { chosen += 1 }
+            if titles.contains(answer) { named += 1 }
+            print("choice: → \(answer) \(candidates.contains(answer) ? "(candidate)" : titles.contains(answer) ? "(title)" : "")")
+        }
+        XCTAssertGreaterThanOrEqual(named, 8, "\(named)/12 answers are titles")
+
+        // After "views A, adds to cart", it names A again (the shop's usual view → cart step).
+        var copied = 0
+        for i in probe {
+            let ids = try tokenizer.encode("The user views \(titles[i]), adds to cart", addBOS: true)
+            let out = model.generate(prompts: [ids], parameters: parameters)[0]
+            let next = tokenizer.decode(out).trimmingCharacters(in: .whitespaces).components(separatedBy: ",")[0]
+                .components(separatedBy: ".")[0]
+            if next == titles[i] { copied += 1 }
+            print("copy: \(titles[i]) → \(next)")
+        }
+        print("copied \(copied)/\(probe.count), chose \(chosen)/12")
+    }
 }
