@@ -13,7 +13,7 @@ import TMFTokenizer
 public enum PretrainError: Error, LocalizedError, Equatable {
     /// The corpus file does not exist or cannot be read.
     case missingCorpus(path: String, reason: String)
-    /// The corpus has no non-empty line.
+    /// The corpus has no non-empty line (`path` is empty for an in-memory corpus).
     case emptyCorpus(path: String)
     /// The tokenized corpus is shorter than one training window.
     case corpusTooSmall(tokens: Int, needed: Int)
@@ -31,7 +31,7 @@ public enum PretrainError: Error, LocalizedError, Equatable {
         case let .missingCorpus(path, reason):
             return "cannot read the corpus \(path): \(reason); give a UTF-8 text file (one document a line) with --corpus, or a dataset folder with --data"
         case let .emptyCorpus(path):
-            return "the corpus \(path) has no text (every line is empty); give a file with at least a few lines of text"
+            return "the corpus\(path.isEmpty ? "" : " " + path) has no text (every line is empty); give a file with at least a few lines of text"
         case let .corpusTooSmall(tokens, needed):
             return "the corpus has only \(tokens) tokens but one training window needs \(needed); add text or lower --seq-len"
         case let .invalidParameter(why):
@@ -168,7 +168,11 @@ public enum PretrainCorpus {
         }
         if isDirectory.boolValue { throw PretrainError.missingCorpus(path: url.path, reason: "it is a folder") }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        do {
+            let handle = try FileHandle(forReadingFrom: url)
+            defer { try? handle.close() }
+            data = try handle.readToEnd() ?? Data()
+        } catch {
             throw PretrainError.missingCorpus(path: url.path, reason: error.localizedDescription)
         }
         let lines = String(decoding: data, as: UTF8.self)
@@ -346,7 +350,7 @@ public final class Pretrainer {
     public init(corpus: [String], parameters: PretrainParameters, folder: URL, initFrom: URL? = nil) throws {
         try parameters.validate(sizes: initFrom == nil)
         let documents = corpus.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
-        if documents.isEmpty { throw PretrainError.emptyCorpus(path: "the corpus") }
+        if documents.isEmpty { throw PretrainError.emptyCorpus(path: "") }
         self.parameters = parameters
         self.folder = folder
         self.initFrom = initFrom

@@ -156,7 +156,7 @@ final class PretrainTests: XCTestCase {
             XCTAssertEqual(error as? PretrainError, .emptyCorpus(path: empty.path))
         }
         XCTAssertThrowsError(try Pretrainer(corpus: ["", " "], parameters: tinyParameters(), folder: temp.appendingPathComponent("x")))
-        { XCTAssertEqual($0 as? PretrainError, .emptyCorpus(path: "the corpus")) }
+        { XCTAssertEqual($0 as? PretrainError, .emptyCorpus(path: "")) }
 
         var p = tinyParameters()
         p.heads = 3
