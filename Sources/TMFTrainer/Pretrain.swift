@@ -1,0 +1,606 @@
+import Foundation
+import TMFCheckpoint
+import TMFData
+import TMFLlama
+import TMFTensor
+import TMFTokenizer
+
+// Pretraining a small Llama from scratch (or continuing one: domain adaptation) on a text
+// corpus: corpus building, tokenizer training, next-token training on packed windows, and a
+// Hugging Face folder (config.json, model.safetensors, tokenizer.model) as the result.
+
+/// Errors of `tmf pretrain` that a user can fix.
+public enum PretrainError: Error, LocalizedError, Equatable {
+    /// The corpus file does not exist or cannot be read.
+    case missingCorpus(path: String, reason: String)
+    /// The corpus has no non-empty line (`path` is empty for an in-memory corpus).
+    case emptyCorpus(path: String)
+    /// The tokenized corpus is shorter than one training window.
+    case corpusTooSmall(tokens: Int, needed: Int)
+    /// A size or hyper-parameter is out of range (the message names the flag).
+    case invalidParameter(String)
+    /// The `--init` folder lacks a file or does not load.
+    case badInitFolder(path: String, reason: String)
+    /// The output folder cannot be created or written.
+    case unwritableOutput(path: String, reason: String)
+    /// The loss became NaN or infinite.
+    case nonFiniteLoss(step: Int, loss: Float)
+
+    public var errorDescription: String? {
+        switch self {
+        case let .missingCorpus(path, reason):
+            return "cannot read the corpus \(path): \(reason); give a UTF-8 text file (one document a line) with --corpus, or a dataset folder with --data"
+        case let .emptyCorpus(path):
+            return "the corpus\(path.isEmpty ? "" : " " + path) has no text (every line is empty); give a file with at least a few lines of text"
+        case let .corpusTooSmall(tokens, needed):
+            return "the corpus has only \(tokens) tokens but one training window needs \(needed); add text or lower --seq-len"
+        case let .invalidParameter(why):
+            return why
+        case let .badInitFolder(path, reason):
+            return "cannot continue from \(path): \(reason); --init needs a Llama folder with config.json, model.safetensors and tokenizer.model"
+        case let .unwritableOutput(path, reason):
+            return "cannot write \(path): \(reason); choose another --out folder"
+        case let .nonFiniteLoss(step, loss):
+            return "pretraining stopped at step \(step): the loss is \(loss); lower --lr (the last checkpoint in the output folder is kept)"
+        }
+    }
+}
+
+/// Storage type of the written weights.
+public enum WeightsDType: String, Codable, Sendable, CaseIterable {
+    case f32, bf16
+
+    var safetensors: SafeTensorsDType { self == .f32 ? .f32 : .bf16 }
+}
+
+/// Model sizes and training hyper-parameters of a pretraining run.
+public struct PretrainParameters: Codable, Sendable, Equatable {
+    /// SentencePiece vocabulary size (UNK/BOS/EOS and the 256 byte pieces included); the
+    /// model's vocabulary is the tokenizer's actual size. Ignored with `--init`.
+    public var vocabularySize: Int
+    /// Model width (ignored with `--init`, as are the other sizes).
+    public var hiddenSize: Int
+    public var layers: Int
+    public var heads: Int
+    /// Grouped-query key/value heads (divides `heads`).
+    public var kvHeads: Int
+    /// SwiGLU width.
+    public var intermediateSize: Int
+    /// `max_position_embeddings` of the config.
+    public var context: Int
+    /// Optimiser steps.
+    public var steps: Int
+    /// Windows per step.
+    public var batchSize: Int
+    /// Tokens per window (inputs; the targets are the same window shifted by one).
+    public var sequenceLength: Int
+    /// Peak learning rate (AdamW, β = (0.9, 0.95)).
+    public var learningRate: Float
+    /// Linear warm-up steps, then cosine decay to `minLearningRate` at `steps`.
+    public var warmupSteps: Int
+    public var minLearningRate: Float
+    /// Decoupled weight decay on matrices (norm weights are not decayed).
+    public var weightDecay: Float
+    /// Global gradient-norm clip.
+    public var clipNorm: Float
+    /// Standard deviation of the random init (residual output projections are scaled by 1/√(2·layers)).
+    public var initStd: Float
+    /// Seed of the init, the document split and the window draws.
+    public var seed: UInt64
+    /// Write the folder every this many steps (and at the start and the end).
+    public var checkpointEvery: Int
+    /// Evaluate the held-out loss every this many steps (0: only at the end).
+    public var evalEvery: Int
+    /// Fraction of the documents held out for the validation loss (none when fewer than 10 documents).
+    public var validFraction: Double
+    /// Storage type of model.safetensors.
+    public var dtype: WeightsDType
+
+    public init(vocabularySize: Int = 1000, hiddenSize: Int = 128, layers: Int = 4, heads: Int = 4, kvHeads: Int = 2,
+                intermediateSize: Int = 344, context: Int = 512, steps: Int = 500, batchSize: Int = 8,
+                sequenceLength: Int = 128, learningRate: Float = 3e-3, warmupSteps: Int? = nil,
+                minLearningRate: Float? = nil, weightDecay: Float = 0.1, clipNorm: Float = 1, initStd: Float = 0.02,
+                seed: UInt64 = 0, checkpointEvery: Int = 100, evalEvery: Int = 0, validFraction: Double = 0.05,
+                dtype: WeightsDType = .f32) {
+        self.vocabularySize = vocabularySize
+        self.hiddenSize = hiddenSize
+        self.layers = layers
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.intermediateSize = intermediateSize
+        self.context = context
+        self.steps = steps
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        self.learningRate = learningRate
+        self.warmupSteps = warmupSteps ?? max(1, steps / 20)
+        self.minLearningRate = minLearningRate ?? learningRate / 10
+        self.weightDecay = weightDecay
+        self.clipNorm = clipNorm
+        self.initStd = initStd
+        self.seed = seed
+        self.checkpointEvery = checkpointEvery
+        self.evalEvery = evalEvery
+        self.validFraction = validFraction
+        self.dtype = dtype
+    }
+
+    /// Checks every value; `sizes` also checks the model sizes (not used with `--init`).
+    /// - Throws: `PretrainError.invalidParameter` naming the flag.
+    public func validate(sizes: Bool = true) throws {
+        func bad(_ s: String) -> PretrainError { .invalidParameter(s) }
+        if sizes {
+            if vocabularySize < 260 { throw bad("--vocab must be at least 260 (3 special pieces and 256 byte pieces), got \(vocabularySize)") }
+            for (flag, v) in [("--hidden", hiddenSize), ("--layers", layers), ("--heads", heads), ("--kv-heads", kvHeads),
+                              ("--ffn", intermediateSize), ("--context", context)] where v < 1 {
+                throw bad("\(flag) must be at least 1, got \(v)")
+            }
+            if hiddenSize % heads != 0 { throw bad("--heads \(heads) must divide --hidden \(hiddenSize)") }
+            if heads % kvHeads != 0 { throw bad("--kv-heads \(kvHeads) must divide --heads \(heads)") }
+            if (hiddenSize / heads) % 2 != 0 {
+                throw bad("the head width --hidden / --heads = \(hiddenSize / heads) must be even (rotary pairs)")
+            }
+        }
+        if steps < 1 { throw bad("--steps must be at least 1, got \(steps)") }
+        if batchSize < 1 { throw bad("--batch-size must be at least 1, got \(batchSize)") }
+        if sequenceLength < 2 { throw bad("--seq-len must be at least 2, got \(sequenceLength)") }
+        if sizes && sequenceLength > context { throw bad("--seq-len \(sequenceLength) must not exceed --context \(context)") }
+        if !(learningRate > 0) || !learningRate.isFinite { throw bad("--lr must be a positive number") }
+        if !(minLearningRate >= 0) || minLearningRate > learningRate { throw bad("the minimum learning rate must be in 0...--lr") }
+        if warmupSteps < 0 { throw bad("warm-up steps must not be negative") }
+        if !(weightDecay >= 0) || !(clipNorm > 0) || !(initStd > 0) { throw bad("weight decay, clip norm and init std must be positive") }
+        if checkpointEvery < 1 { throw bad("--checkpoint-every must be at least 1") }
+        if evalEvery < 0 { throw bad("--eval-every must not be negative") }
+        if !(validFraction >= 0 && validFraction < 1) { throw bad("the validation fraction must be in [0, 1)") }
+    }
+}
+
+// MARK: - Corpus
+
+/// Builds pretraining corpora: documents (one a line) from a text file or from a dataset.
+public enum PretrainCorpus {
+    /// The non-empty lines of a UTF-8 text file (trailing spaces and `\r` trimmed).
+    /// - Throws: `PretrainError.missingCorpus`, `.emptyCorpus`.
+    public static func read(file url: URL) throws -> [String] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw PretrainError.missingCorpus(path: url.path, reason: "no such file")
+        }
+        if isDirectory.boolValue { throw PretrainError.missingCorpus(path: url.path, reason: "it is a folder") }
+        let data: Data
+        do {
+            let handle = try FileHandle(forReadingFrom: url)
+            defer { try? handle.close() }
+            data = try handle.readToEnd() ?? Data()
+        } catch {
+            throw PretrainError.missingCorpus(path: url.path, reason: error.localizedDescription)
+        }
+        let lines = String(decoding: data, as: UTF8.self)
+            .split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        if lines.isEmpty { throw PretrainError.emptyCorpus(path: url.path) }
+        return lines
+    }
+
+    /// The events of user `u` that a pretraining corpus may show: those before the user's
+    /// validation target event (the second-to-last target-behavior event); with a single target
+    /// event, those before it (the test target); with none, all (such users make no examples).
+    /// So no validation or test answer ever appears, and neither does anything after it.
+    public static func visibleEvents(of u: Int, in dataset: Dataset) -> Range<Int> {
+        let r = dataset.events(ofUser: u)
+        let target = UInt8(dataset.target)
+        let targets = r.filter { dataset.eventBehaviors[$0] == target }
+        if targets.count >= 2 { return r.lowerBound..<targets[targets.count - 2] }
+        if let only = targets.first { return r.lowerBound..<only }
+        return r
+    }
+
+    /// One sentence per chunk of at most `historyLength` visible events per user, in the
+    /// prompts' words ("The user views X, adds to cart Y, purchases Z."), with the three
+    /// prompt templates' openings drawn at random.
+    public static func historySentences(from dataset: Dataset, historyLength: Int = 20, rng: inout SeededRNG) -> [String] {
+        var out: [String] = []
+        let target = dataset.behaviors[dataset.target]
+        for u in 0..<dataset.userIDs.count {
+            let visible = Array(visibleEvents(of: u, in: dataset))
+            var start = 0
+            while start < visible.count {
+                let chunk = visible[start..<min(start + historyLength, visible.count)]
+                start += historyLength
+                let steps = chunk.map { e in
+                    dataset.behaviors[Int(dataset.eventBehaviors[e])].phrase + " " + dataset.items[Int(dataset.eventItems[e])].title
+                }.joined(separator: ", ")
+                switch rng.nextInt(below: 3) {
+                case 0: out.append("The user \(steps).")
+                case 1: out.append("A shopper's recent activity, oldest first: the user \(steps).")
+                default: out.append("Given that the user \(steps), predict which item the user \(target.phrase) next.")
+                }
+            }
+        }
+        return out
+    }
+
+    /// `count` candidate-list sentences: `candidates` distinct random titles in the prompt
+    /// templates' wording, ending "The answer is T." with T a random one of them (not data).
+    public static func candidateSentences(from dataset: Dataset, count: Int, candidates: Int = 11,
+                                          rng: inout SeededRNG) -> [String] {
+        let titles = dataset.items.map(\.title)
+        guard !titles.isEmpty else { return [] }
+        let k = min(candidates, titles.count)
+        let target = dataset.behaviors[dataset.target]
+        var out: [String] = []
+        for _ in 0..<count {
+            var pool = Array(titles.indices)
+            for i in 0..<k { pool.swapAt(i, i + rng.nextInt(below: pool.count - i)) }
+            let picked = pool.prefix(k).map { titles[$0] }
+            let list = picked.joined(separator: ", ")
+            let answer = picked[rng.nextInt(below: k)]
+            switch rng.nextInt(below: 3) {
+            case 0:
+                out.append("What's next to \(target.name)? The candidate items are \(list). "
+                           + "Choose only one item from the candidates. The answer is \(answer).")
+            case 1:
+                out.append("Candidates: \(list). Name the next item the user \(target.phrase), "
+                           + "choosing exactly one candidate. The answer is \(answer).")
+            default:
+                out.append("Pick one of these candidates: \(list). The answer is \(answer).")
+            }
+        }
+        return out
+    }
+
+    /// A corpus from a dataset that leaks no held-out answer: every item's text (title, brand,
+    /// categories, description), the history sentences of `historySentences` (only events before
+    /// each user's validation target), and candidate-list sentences of random titles
+    /// (`candidateSentences`, default one per item or per user, whichever is more).
+    public static func build(from dataset: Dataset, seed: UInt64 = 0, historyLength: Int = 20,
+                             candidateSentences count: Int? = nil) -> [String] {
+        var rng = SeededRNG(seed: seed, key: ["pretrain-corpus"])
+        var docs = dataset.items.map { item -> String in
+            let t = item.text
+            return t.hasSuffix(".") ? t : t + "."
+        }
+        docs += historySentences(from: dataset, historyLength: historyLength, rng: &rng)
+        docs += candidateSentences(from: dataset, count: count ?? max(dataset.items.count, dataset.userIDs.count), rng: &rng)
+        return docs
+    }
+}
+
+// MARK: - Training
+
+/// One optimiser step's figures.
+public struct PretrainStepReport: Sendable, Equatable {
+    public var step: Int
+    public var loss: Float
+    public var learningRate: Float
+    public var gradientNorm: Float
+    public var tokensPerSecond: Double
+}
+
+/// What a pretraining run reports (the CLI prints; the library never does).
+public enum PretrainEvent: Sendable {
+    /// The tokenizer and model are ready: corpus tokens (train / held out), documents, weights.
+    case prepared(trainTokens: Int, validTokens: Int, documents: Int, parameters: Int, vocabulary: Int)
+    case step(PretrainStepReport)
+    /// Held-out mean next-token loss.
+    case evaluation(step: Int, loss: Float)
+    /// The output folder was written at this step.
+    case checkpoint(step: Int)
+}
+
+/// What a run ended with (also written to `pretrain.json` in the output folder).
+public struct PretrainSummary: Codable, Sendable, Equatable {
+    public var steps: Int
+    /// Loss of the first step and mean loss of the last 10 steps.
+    public var firstLoss: Float
+    public var finalLoss: Float
+    /// Held-out loss at the end (nil without held-out documents).
+    public var validLoss: Float?
+    public var trainTokens: Int
+    public var seconds: Double
+    public var parameters: PretrainParameters
+    /// The `--init` folder, when the run continued a model.
+    public var initFrom: String?
+
+    enum CodingKeys: String, CodingKey {
+        case steps, firstLoss = "first_loss", finalLoss = "final_loss", validLoss = "valid_loss"
+        case trainTokens = "train_tokens", seconds, parameters, initFrom = "init_from"
+    }
+}
+
+/// Next-token pretraining of a Llama on a corpus (all weights trained: AdamW with decay on
+/// matrices only, warm-up + cosine, gradient clipping), writing a Hugging Face folder.
+///
+/// ```swift
+/// let p = try Pretrainer(corpus: lines, parameters: PretrainParameters(steps: 200), folder: out)
+/// let summary = try p.run { event in print(event) }
+/// let model = try LlamaModel.load(directory: out)
+/// ```
+public final class Pretrainer {
+    public let parameters: PretrainParameters
+    /// The output folder.
+    public let folder: URL
+    public let tokenizer: SentencePieceTokenizer
+    public let model: LlamaModel
+    /// The packed training tokens (BOS doc EOS BOS doc EOS …) and the held-out ones.
+    public let trainTokens: [Int]
+    public let validTokens: [Int]
+    public let documentCount: Int
+    let initFrom: URL?
+    let named: [(name: String, tensor: Tensor)]
+    let decayed: Adam, undecayed: Adam
+    let schedule: LearningRateSchedule
+    var rng: SeededRNG
+    /// Steps completed.
+    public private(set) var step = 0
+    var losses: [Float] = []
+
+    /// Trains a tokenizer on `corpus` (or takes `initFrom`'s), builds a randomly initialised
+    /// model (or loads `initFrom`'s weights), encodes the corpus and writes the folder's
+    /// `tokenizer.model`, `config.json` and initial weights (so the folder always loads).
+    ///
+    /// - Parameters:
+    ///   - corpus: documents (one per element; empty ones are skipped).
+    ///   - parameters: sizes and hyper-parameters (sizes are ignored with `initFrom`).
+    ///   - folder: output folder (created; existing model files in it are replaced).
+    ///   - initFrom: a Llama folder (config.json, model.safetensors, tokenizer.model) to continue.
+    /// - Throws: `PretrainError` (bad parameters, empty or too small corpus, bad init folder,
+    ///   unwritable output), `TokenizerError` from tokenizer training.
+    public init(corpus: [String], parameters: PretrainParameters, folder: URL, initFrom: URL? = nil) throws {
+        try parameters.validate(sizes: initFrom == nil)
+        let documents = corpus.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        if documents.isEmpty { throw PretrainError.emptyCorpus(path: "") }
+        self.parameters = parameters
+        self.folder = folder
+        self.initFrom = initFrom
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw PretrainError.unwritableOutput(path: folder.path, reason: error.localizedDescription)
+        }
+        let tokenizerURL = folder.appendingPathComponent("tokenizer.model")
+
+        if let initFrom {
+            let tokenizerSource = initFrom.appendingPathComponent("tokenizer.model")
+            guard FileManager.default.fileExists(atPath: tokenizerSource.path) else {
+                throw PretrainError.badInitFolder(path: initFrom.path, reason: "it has no tokenizer.model")
+            }
+            let loaded: LlamaModel
+            do { loaded = try LlamaModel.load(directory: initFrom) } catch {
+                throw PretrainError.badInitFolder(path: initFrom.path, reason: error.localizedDescription)
+            }
+            // Own copies of the weights (loaded F32 tensors may alias the checkpoint's mapping).
+            model = LlamaModel(configuration: loaded.configuration)
+            let source = loaded.namedWeights
+            for (name, w) in model.namedWeights { w.pointer.update(from: source[name]!.pointer, count: w.count) }
+            if tokenizerSource.standardizedFileURL.path != tokenizerURL.standardizedFileURL.path {
+                do {
+                    let bytes = try Data(contentsOf: tokenizerSource)
+                    try bytes.write(to: tokenizerURL, options: .atomic)
+                } catch {
+                    throw PretrainError.unwritableOutput(path: tokenizerURL.path, reason: error.localizedDescription)
+                }
+            }
+            tokenizer = try SentencePieceTokenizer(modelURL: tokenizerURL)
+            if tokenizer.baseVocabularySize > model.configuration.vocabularySize {
+                throw PretrainError.badInitFolder(
+                    path: initFrom.path,
+                    reason: "tokenizer.model has \(tokenizer.baseVocabularySize) pieces but the model only \(model.configuration.vocabularySize)")
+            }
+        } else {
+            var options = SentencePieceTrainer.Options.llama
+            options.extra["hard_vocab_limit"] = "false"  // a small corpus gets a smaller vocabulary, not an error
+            try SentencePieceTrainer.train(corpus: documents, vocabSize: parameters.vocabularySize, modelType: .bpe,
+                                           options: options, to: tokenizerURL)
+            tokenizer = try SentencePieceTokenizer(modelURL: tokenizerURL)
+            let p = parameters
+            let configuration: LlamaConfiguration
+            do {
+                configuration = try LlamaConfiguration(
+                    hiddenSize: p.hiddenSize, intermediateSize: p.intermediateSize, hiddenLayers: p.layers,
+                    attentionHeads: p.heads, kvHeads: p.kvHeads, rmsNormEps: 1e-5, ropeTheta: 10000,
+                    vocabularySize: tokenizer.baseVocabularySize, tieWordEmbeddings: true,
+                    maxPositionEmbeddings: p.context, bosTokenId: tokenizer.bosID, eosTokenIds: [tokenizer.eosID])
+            } catch {
+                throw PretrainError.invalidParameter(error.localizedDescription)
+            }
+            model = LlamaModel(configuration: configuration)
+            model.randomize(seed: p.seed, std: p.initStd)
+            // GPT-2 / nanoGPT: residual output projections start smaller, by 1/√(2·layers).
+            let residualScale = 1 / Float(2 * p.layers).squareRoot()
+            for layer in model.layers {
+                for w in [layer.attention.oProj.weight, layer.mlp.downProj.weight] {
+                    for i in 0..<w.count { w.pointer[i] *= residualScale }
+                }
+            }
+        }
+
+        // Documents: a seeded shuffle, then a held-out tail for the validation loss.
+        var rng = SeededRNG(seed: parameters.seed, key: ["pretrain"])
+        var order = Array(documents.indices)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.nextInt(below: i + 1)) }
+        let held = documents.count >= 10 ? max(1, Int((Double(documents.count) * parameters.validFraction).rounded())) : 0
+        let heldCount = parameters.validFraction > 0 ? held : 0
+        let tok = tokenizer
+        func pack(_ indices: ArraySlice<Int>) throws -> [Int] {
+            var out: [Int] = []
+            for i in indices {
+                out.append(tok.bosID)
+                out += try tok.encode(documents[i], addBOS: false)
+                out.append(tok.eosID)
+            }
+            return out
+        }
+        let train = try pack(order.dropLast(heldCount))
+        trainTokens = train
+        validTokens = try pack(order.suffix(heldCount))
+        documentCount = documents.count
+        if train.count < parameters.sequenceLength + 1 {
+            throw PretrainError.corpusTooSmall(tokens: train.count, needed: parameters.sequenceLength + 1)
+        }
+        let vocabulary = model.configuration.vocabularySize
+        if let bad = train.first(where: { $0 >= vocabulary }) {
+            throw PretrainError.badInitFolder(path: initFrom?.path ?? folder.path, reason: "token id \(bad) is outside the model's vocabulary")
+        }
+        self.rng = rng
+
+        named = model.namedWeights.sorted { $0.key < $1.key }.map { (name: $0.key, tensor: $0.value) }
+        for p in named { p.tensor.requiresGrad = true }
+        let matrices = named.filter { $0.tensor.rank >= 2 }.map(\.tensor)
+        let vectors = named.filter { $0.tensor.rank < 2 }.map(\.tensor)
+        decayed = Adam(parameters: matrices, learningRate: parameters.learningRate, beta1: 0.9, beta2: 0.95,
+                       weightDecay: parameters.weightDecay, decoupledWeightDecay: true)
+        undecayed = Adam(parameters: vectors, learningRate: parameters.learningRate, beta1: 0.9, beta2: 0.95,
+                         weightDecay: 0, decoupledWeightDecay: true)
+        schedule = .warmupCosine(peak: parameters.learningRate, warmupSteps: parameters.warmupSteps,
+                                 totalSteps: parameters.steps, minRate: parameters.minLearningRate)
+        try writeConfig()
+        try save()
+    }
+
+    /// Number of trained weights.
+    public var parameterCount: Int { named.reduce(0) { $0 + $1.tensor.count } }
+
+    /// Mean next-token loss of `windows` [B][L+1] (inputs: all but the last; targets: all but the first).
+    func loss(windows: [[Int]]) -> Tensor {
+        let b = windows.count, l = windows[0].count - 1, d = model.configuration.hiddenSize
+        let inputs = windows.flatMap { $0.dropLast() }
+        let targets = windows.flatMap { $0.dropFirst() }
+        // The embedding lookup is done here, not by the model, so the (tied) table gets its gradient.
+        let x = model.embedTokens.gatherRows(inputs).reshaped([b, l, d])          // (B, L, hidden)
+        let logits = model(.embeddings(x), logits: .all, training: true)           // (B, L, vocab)
+        return Tensor.crossEntropy(logits.reshaped([b * l, model.configuration.vocabularySize]), targets: targets)
+    }
+
+    /// One optimiser step on `batchSize` random windows of the packed training tokens.
+    /// - Throws: `PretrainError.nonFiniteLoss` (nothing is updated then).
+    public func trainStep() throws -> PretrainStepReport {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let l = parameters.sequenceLength
+        let windows = (0..<parameters.batchSize).map { _ -> [Int] in
+            let start = rng.nextInt(below: trainTokens.count - l)
+            return Array(trainTokens[start...(start + l)])
+        }
+        let loss = self.loss(windows: windows)
+        let value = loss.item
+        guard value.isFinite else { throw PretrainError.nonFiniteLoss(step: step + 1, loss: value) }
+        loss.backward()
+        let all = named.map(\.tensor)
+        let norm = clipGradientNorm(all, maxNorm: parameters.clipNorm)
+        let rate = schedule.rate(at: step)
+        decayed.learningRate = rate
+        undecayed.learningRate = rate
+        decayed.step()
+        undecayed.step()
+        decayed.zeroGrad()
+        undecayed.zeroGrad()
+        step += 1
+        losses.append(value)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        return PretrainStepReport(step: step, loss: value, learningRate: rate, gradientNorm: norm,
+                                  tokensPerSecond: Double(parameters.batchSize * l) / max(seconds, 1e-9))
+    }
+
+    /// Mean next-token loss over consecutive windows of the held-out tokens (at most `maxWindows`);
+    /// nil when nothing is held out.
+    public func validationLoss(maxWindows: Int = 32) -> Float? {
+        let l = parameters.sequenceLength
+        var windows: [[Int]] = []
+        var start = 0
+        while start + l < validTokens.count && windows.count < maxWindows {
+            windows.append(Array(validTokens[start...(start + l)]))
+            start += l
+        }
+        if windows.isEmpty && validTokens.count >= 2 { windows = [validTokens] }
+        guard !windows.isEmpty else { return nil }
+        return withNoGrad {
+            var total: Float = 0
+            for chunk in stride(from: 0, to: windows.count, by: max(1, parameters.batchSize)) {
+                let part = Array(windows[chunk..<min(chunk + parameters.batchSize, windows.count)])
+                total += loss(windows: part).item * Float(part.count)
+            }
+            return total / Float(windows.count)
+        }
+    }
+
+    /// Writes `config.json` (Hugging Face keys plus `architectures` / `model_type`, so
+    /// transformers loads it) atomically.
+    func writeConfig() throws {
+        let url = folder.appendingPathComponent("config.json")
+        do {
+            let encoded = try JSONEncoder().encode(model.configuration)
+            guard var object = try JSONSerialization.jsonObject(with: encoded) as? [String: Any] else {
+                throw PretrainError.unwritableOutput(path: url.path, reason: "the configuration did not encode to an object")
+            }
+            object["architectures"] = ["LlamaForCausalLM"]
+            object["model_type"] = "llama"
+            object["attention_bias"] = false
+            object["mlp_bias"] = false
+            object["torch_dtype"] = parameters.dtype == .bf16 ? "bfloat16" : "float32"
+            object["initializer_range"] = Double("\(parameters.initStd)") ?? 0.02
+            object["use_cache"] = true
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            try (data + Data("\n".utf8)).write(to: url, options: .atomic)
+        } catch let error as PretrainError {
+            throw error
+        } catch {
+            throw PretrainError.unwritableOutput(path: url.path, reason: error.localizedDescription)
+        }
+    }
+
+    /// Writes model.safetensors (as `parameters.dtype`) atomically.
+    public func save() throws {
+        var writer = SafeTensorsWriter(metadata: [("format", "pt")])
+        for (name, tensor) in named { writer.add(name, tensor, as: parameters.dtype.safetensors) }
+        do {
+            try writer.write(to: folder.appendingPathComponent("model.safetensors"))
+        } catch {
+            throw PretrainError.unwritableOutput(path: folder.appendingPathComponent("model.safetensors").path,
+                                                 reason: error.localizedDescription)
+        }
+    }
+
+    /// Runs the remaining steps, evaluating and checkpointing as configured, and writes the final
+    /// folder and `pretrain.json`.
+    /// - Parameter onEvent: receives progress; return false to stop early (the folder is saved).
+    /// - Throws: `PretrainError` (non-finite loss: the last checkpoint is kept).
+    @discardableResult
+    public func run(onEvent: (PretrainEvent) -> Bool = { _ in true }) throws -> PretrainSummary {
+        let started = Date()
+        var keepGoing = onEvent(.prepared(trainTokens: trainTokens.count, validTokens: validTokens.count,
+                                          documents: documentCount, parameters: parameterCount,
+                                          vocabulary: model.configuration.vocabularySize))
+        while keepGoing && step < parameters.steps {
+            let report = try trainStep()
+            keepGoing = onEvent(.step(report))
+            if parameters.evalEvery > 0 && step % parameters.evalEvery == 0 && step < parameters.steps,
+               let v = validationLoss() {
+                keepGoing = onEvent(.evaluation(step: step, loss: v)) && keepGoing
+            }
+            if step % parameters.checkpointEvery == 0 && step < parameters.steps {
+                try save()
+                keepGoing = onEvent(.checkpoint(step: step)) && keepGoing
+            }
+        }
+        let valid = validationLoss()
+        if let valid { _ = onEvent(.evaluation(step: step, loss: valid)) }
+        try save()
+        let tail = losses.suffix(10)
+        let summary = PretrainSummary(
+            steps: step, firstLoss: losses.first ?? .nan,
+            finalLoss: tail.isEmpty ? .nan : tail.reduce(0, +) / Float(tail.count), validLoss: valid,
+            trainTokens: trainTokens.count, seconds: Date().timeIntervalSince(started), parameters: parameters,
+            initFrom: initFrom?.path)
+        let url = folder.appendingPathComponent("pretrain.json")
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(summary).write(to: url, options: .atomic)
+        } catch {
+            throw PretrainError.unwritableOutput(path: url.path, reason: error.localizedDescription)
+        }
+        _ = onEvent(.checkpoint(step: step))
+        return summary
+    }
+}
