@@ -155,9 +155,13 @@ extension Tensor {
                 let qh = qp + bi * t * hd + h * d
                 let kh = kp + bi * sCap * kvd + kvh * d
                 let vh = vp + bi * sCap * kvd + kvh * d
-                // scores [T, S] = α · Q_h [T, D] · K_hᵀ [D, S]
-                BLAS.sgemm(transA: false, transB: true, m: t, n: s, k: d, alpha: alpha, a: qh, lda: hd,
-                           b: kh, ldb: kvd, beta: 0, c: p, ldc: s)
+                // scores [T, S] = α · Q_h [T, D] · K_hᵀ [D, S] (one query: a matrix-vector product)
+                if t == 1 {
+                    BLAS.sgemv(trans: false, m: s, n: d, alpha: alpha, a: kh, lda: kvd, x: qh, beta: 0, y: p)
+                } else {
+                    BLAS.sgemm(transA: false, transB: true, m: t, n: s, k: d, alpha: alpha, a: qh, lda: hd,
+                               b: kh, ldb: kvd, beta: 0, c: p, ldc: s)
+                }
                 for i in 0..<t {
                     let row = p + i * s, lim = limit(i)
                     if let km { for j in 0..<lim where !km[j] { row[j] = -.infinity } }
@@ -171,8 +175,12 @@ extension Tensor {
                     }
                 }
                 // out_h [T, D] = P [T, S] · V_h [S, D]
-                BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: s, a: p, lda: s, b: vh, ldb: kvd,
-                           beta: 0, c: op + bi * t * hd + h * d, ldc: hd)
+                if t == 1 {
+                    BLAS.sgemv(trans: true, m: s, n: d, a: vh, lda: kvd, x: p, beta: 0, y: op + bi * hd + h * d)
+                } else {
+                    BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: s, a: p, lda: s, b: vh, ldb: kvd,
+                               beta: 0, c: op + bi * t * hd + h * d, ldc: hd)
+                }
             }
         }
         guard keep else { return out }

@@ -41,4 +41,12 @@ final class GenerationTests: XCTestCase {
         // A single prompt decodes like the same prompt in a batch.
         XCTAssertEqual(model.generate(prompts: [prompts[1]], parameters: GenerationParameters(maxTokens: 6))[0], greedy[1])
     }
+
+    func testGenerateFromEmbeddingsEqualsTokens() throws {
+        let model = try LlamaFixtures.model("tiny-untied")
+        let c = try LlamaFixtures.testCase("tiny-untied")
+        let fromEmbeddings = model.generate(prompt: .embeddings(model.embed(c.paddedIds)), attentionMask: c.mask,
+                                            parameters: GenerationParameters(maxTokens: 8))
+        XCTAssertEqual(fromEmbeddings, c.greedy)
+    }
 }

@@ -66,6 +66,13 @@ final class LlamaOpsTests: XCTestCase {
         let b = Tensor.groupedQueryAttention(q: q, k: k.slice(axis: 1, 0..<3), v: v.slice(axis: 1, 0..<3),
                                              heads: 2, kvHeads: 2, mask: AttentionMask(causalOffset: 1))
         assertClose(a.scalars, b.scalars)
+        // One query (the decoding path, matrix-vector products) equals the last row of a full pass.
+        let full = Tensor.groupedQueryAttention(q: Tensor.concat([k.slice(axis: 1, 0..<3), q.slice(axis: 1, 0..<1)], axis: 1),
+                                                k: k.slice(axis: 1, 0..<4), v: v.slice(axis: 1, 0..<4),
+                                                heads: 2, kvHeads: 2, mask: AttentionMask(causalOffset: 0))
+        let one = Tensor.groupedQueryAttention(q: q.slice(axis: 1, 0..<1), k: k, v: v, heads: 2, kvHeads: 2, keyLength: 4,
+                                               mask: AttentionMask(causalOffset: 3))
+        assertClose(one.scalars, Array(full.scalars[24..<32]), rtol: 1e-5, atol: 1e-6)
         // A query that sees no key gets zeros, not NaN.
         let z = Tensor.groupedQueryAttention(q: q, k: k, v: v, heads: 2, kvHeads: 1 * 2, keyLength: 3,
                                              mask: AttentionMask(causalOffset: 0, keyMask: [[false, true, true]]))
