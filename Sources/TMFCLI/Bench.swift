@@ -8,11 +8,17 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed against this machine's sgemm peak and memory bandwidth (release builds).",
-        discussion: "what: ops (sgemm shapes, elementwise ops, softmax, RMSNorm)."
+        discussion: "what: ops (sgemm shapes, elementwise ops, softmax, RMSNorm); clip (CLIP images/s and texts/s, needs --clip DIR)."
     )
 
-    @Argument(help: "What to measure: ops.")
+    @Argument(help: "What to measure: ops, clip.")
     var what: String = "ops"
+
+    @Option(help: "CLIP checkpoint folder (Hugging Face layout) for `clip`.")
+    var clip: String?
+
+    @Option(help: "Batch size for `clip`.")
+    var batch: Int = 16
 
     @Option(help: "Repetitions per figure (the median is reported).")
     var repeats: Int = 5
@@ -20,8 +26,10 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        guard ["ops"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; choose: ops") }
+        guard ["ops", "clip"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; choose: ops, clip") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if what == "clip" && clip == nil { throw ValidationError("tmf bench clip needs --clip DIR (a Hugging Face CLIP folder)") }
     }
 
     func run() throws {
@@ -30,6 +38,16 @@ struct BenchCommand: ParsableCommand {
         #if DEBUG
         print("warning: debug build; run `swift build -c release` and bench the release binary for real figures")
         #endif
+        if what == "clip", let clip {
+            print("tmf bench clip: \(threads) OpenBLAS thread(s); median of \(repeats)")
+            do {
+                try CLIPBench(directory: URL(fileURLWithPath: clip), repeats: repeats, batch: batch).run()
+            } catch {
+                printError("tmf bench clip: \(error.localizedDescription)")
+                throw ExitCode.failure
+            }
+            return
+        }
         print("tmf bench ops: \(threads) OpenBLAS thread(s); elementwise ops and the copy run on 1 thread; median of \(repeats)")
         OpsBench(repeats: repeats).run()
     }
