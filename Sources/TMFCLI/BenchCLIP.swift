@@ -15,17 +15,20 @@ struct CLIPBench {
         var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(count) }
     }
 
-    /// The products of one encoder over `batch` sequences of `t` tokens of width `d`.
+    /// The products of one encoder over `batch` sequences of `t` tokens of width `d`, as TMFCLIP
+    /// runs them: every layer on all tokens, except that the last one computes only the pooled
+    /// token's query, attention row, output projection and MLP (keys and values for all tokens).
     static func encoderGEMMs(batch: Int, t: Int, d: Int, intermediate: Int, heads: Int, layers: Int) -> [GEMM] {
         let rows = batch * t, dh = d / heads
-        let perLayer = [
-            GEMM(m: rows, n: d, k: d, count: 4),                 // q, k, v, out projections
-            GEMM(m: t, n: t, k: dh, count: batch * heads),       // scores = q · kᵀ per sequence and head
-            GEMM(m: t, n: dh, k: t, count: batch * heads),       // softmax · v
-            GEMM(m: rows, n: intermediate, k: d),                // fc1
-            GEMM(m: rows, n: d, k: intermediate),                // fc2
-        ]
-        return (0..<layers).flatMap { _ in perLayer }
+        func layer(queries: Int) -> [GEMM] {
+            [GEMM(m: batch * queries, n: d, k: d, count: 2),              // q and out projections
+             GEMM(m: rows, n: d, k: d, count: 2),                         // k and v projections
+             GEMM(m: queries, n: t, k: dh, count: batch * heads),         // scores = q · kᵀ per sequence and head
+             GEMM(m: queries, n: dh, k: t, count: batch * heads),         // softmax · v
+             GEMM(m: batch * queries, n: intermediate, k: d),             // fc1
+             GEMM(m: batch * queries, n: d, k: intermediate)]             // fc2
+        }
+        return (0..<(layers - 1)).flatMap { _ in layer(queries: t) } + layer(queries: 1)
     }
 
     /// Seconds raw sgemm takes for `gemms` on preallocated buffers (median of `repeats`).
@@ -82,7 +85,7 @@ struct CLIPBench {
         }
         if let failure { throw failure }
         report("texts (batch \(batch)×\(t))", textGEMMs, textSeconds)
-        print("(GFLOP/s count the matrix products only: \(gf(imageGEMMs.map(\.flops).reduce(0, +) / Double(batch)))"
+        print("(GFLOP/s count the matrix products executed: \(gf(imageGEMMs.map(\.flops).reduce(0, +) / Double(batch)))"
               + " GFLOP per image, \(gf(textGEMMs.map(\.flops).reduce(0, +) / Double(batch))) per text)")
     }
 
