@@ -8,14 +8,20 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed against this machine's sgemm peak and memory bandwidth (release builds).",
-        discussion: "what: ops (sgemm shapes, elementwise ops, softmax, RMSNorm); llama (prefill, decode and a LoRA step of the Llama folder given by --llm)."
+        discussion: "what: ops (sgemm shapes, elementwise ops, softmax, RMSNorm); llama (prefill, decode and a LoRA step of the Llama folder given by --llm); clip (CLIP images/s and texts/s, needs --clip DIR)."
     )
 
-    @Argument(help: "What to measure: ops, llama.")
+    @Argument(help: "What to measure: ops, llama, clip.")
     var what: String = "ops"
 
     @Option(help: "Llama folder (config.json + model.safetensors) for `llama`.")
     var llm: String?
+
+    @Option(help: "CLIP checkpoint folder (Hugging Face layout) for `clip`.")
+    var clip: String?
+
+    @Option(help: "Batch size for `clip`.")
+    var batch: Int = 16
 
     @Option(help: "Repetitions per figure (the median is reported).")
     var repeats: Int = 5
@@ -23,9 +29,11 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        guard ["ops", "llama"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; choose: ops, llama") }
+        guard ["ops", "llama", "clip"].contains(what) else { throw ValidationError("unknown benchmark '\(what)'; choose: ops, llama, clip") }
         if what == "llama" && llm == nil { throw ValidationError("`tmf bench llama` needs --llm DIR (a Llama folder)") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if what == "clip" && clip == nil { throw ValidationError("tmf bench clip needs --clip DIR (a Hugging Face CLIP folder)") }
     }
 
     func run() throws {
@@ -41,6 +49,16 @@ struct BenchCommand: ParsableCommand {
             } catch {
                 printError("tmf bench llama: \(error.localizedDescription)")
                 throw ExitCode(1)
+            }
+            return
+        }
+        if what == "clip", let clip {
+            print("tmf bench clip: \(threads) OpenBLAS thread(s); median of \(repeats)")
+            do {
+                try CLIPBench(directory: URL(fileURLWithPath: clip), repeats: repeats, batch: batch).run()
+            } catch {
+                printError("tmf bench clip: \(error.localizedDescription)")
+                throw ExitCode.failure
             }
             return
         }

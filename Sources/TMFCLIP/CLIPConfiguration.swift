@@ -174,9 +174,12 @@ public struct CLIPConfiguration: Codable, Sendable, Equatable {
     /// - Throws: `CLIPError.cannotReadConfig` (unreadable, not JSON), `.missingConfigKey`,
     ///   `.invalidConfigValue`, `.unsupportedActivation`; each names the file and the key.
     public static func load(contentsOf url: URL) throws -> CLIPConfiguration {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CLIPError.cannotReadConfig(file: url.path, reason: "the file does not exist")
+        }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw CLIPError.cannotReadConfig(file: url.path, reason: (error as NSError).localizedDescription)
+            throw CLIPError.cannotReadConfig(file: url.path, reason: "it cannot be read (\(error.localizedDescription))")
         }
         return try decode(data, file: url.path)
     }

@@ -132,6 +132,23 @@ struct CLIPEncoderLayer: CLIPModule, Sendable {
         let h = x + selfAttention(layerNorm1(x), causal: causal, keyMask: keyMask)  // (N, T, D)
         return h + mlp(layerNorm2(h))  // (N, T, D)
     }
+
+    /// The output rows at one position per sequence only: x (N, T, D), `positions` [N] → (N, D),
+    /// equal to rows `positions` of `callAsFunction` (keys and values still come from every
+    /// position; queries, the output projection and the MLP run on the N pooled rows alone).
+    func pooled(_ x: Tensor, at positions: [Int], causal: Bool, keyMask: [[Bool]]?) -> Tensor {
+        let n = x.shape[0], t = x.shape[1], d = x.shape[2]
+        let rows = positions.enumerated().map { $0 * t + $1 }
+        let attn = selfAttention
+        let normed = layerNorm1(x)                                                    // (N, T, D)
+        let k = attn.kProj(normed), v = attn.vProj(normed)                            // (N, T, D)
+        let q = attn.qProj(normed.reshaped([n * t, d]).gatherRows(rows)).reshaped([n, 1, d])  // (N, 1, D)
+        let o = Tensor.multiHeadAttention(query: q, key: k, value: v, heads: attn.heads,
+                                          scale: 1 / Float(d / attn.heads).squareRoot(), causal: causal,
+                                          keyMask: keyMask, queryPositions: positions.map { [$0] })  // (N, 1, D)
+        let h = x.reshaped([n * t, d]).gatherRows(rows) + attn.outProj(o.reshaped([n, d]))  // (N, D)
+        return h + mlp(layerNorm2(h))                                                 // (N, D)
+    }
 }
 
 /// `CLIPEncoder`: a stack of encoder layers (`encoder.layers.{i}`).
@@ -151,5 +168,12 @@ struct CLIPEncoder: CLIPModule, Sendable {
     /// x (N, T, D) → (N, T, D)
     func callAsFunction(_ x: Tensor, causal: Bool, keyMask: [[Bool]]?) -> Tensor {
         layers.reduce(x) { h, layer in layer(h, causal: causal, keyMask: keyMask) }
+    }
+
+    /// The final states at one position per sequence: x (N, T, D), `positions` [N] → (N, D).
+    /// The last layer computes only those rows (see `CLIPEncoderLayer.pooled`).
+    func pooled(_ x: Tensor, at positions: [Int], causal: Bool, keyMask: [[Bool]]?) -> Tensor {
+        let h = layers.dropLast().reduce(x) { h, layer in layer(h, causal: causal, keyMask: keyMask) }  // (N, T, D)
+        return layers[layers.count - 1].pooled(h, at: positions, causal: causal, keyMask: keyMask)    // (N, D)
     }
 }

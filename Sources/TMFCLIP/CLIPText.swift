@@ -80,9 +80,9 @@ public struct CLIPTextTransformer: Sendable {
         return withNoGrad {
             let tokens = tokenEmbedding.gatherRows(ids.flatMap { $0 }).reshaped([n, t, d])  // (N, T, D)
             let h0 = tokens + positionEmbedding.slice(axis: 0, 0..<t)                       // (N, T, D)
-            let h = encoder(h0, causal: true, keyMask: keyMask)                              // (N, T, D)
-            // final_layer_norm acts per position, so norming only the pooled rows is the same.
-            let rows = h.reshaped([n * t, d]).gatherRows(positions.enumerated().map { $0 * t + $1 })  // (N, D)
+            // Only the pooled positions are used: the last layer computes those rows alone, and
+            // final_layer_norm acts per position, so norming only them is the same.
+            let rows = encoder.pooled(h0, at: positions, causal: true, keyMask: keyMask)     // (N, D)
             return finalLayerNorm(rows)                                                      // (N, D)
         }
     }

@@ -62,8 +62,8 @@ public struct CLIPVisionTransformer: Sendable {
             precondition(tokens.shape[1] == patches + 1)
             var h = tokens + positionEmbedding                                      // (N, T, D), T = 1 + G²
             h = preLayerNorm(h)
-            h = encoder(h, causal: false, keyMask: nil)                             // (N, T, D)
-            let first = h.reshaped([n * c.tokenCount, d]).gatherRows((0..<n).map { $0 * c.tokenCount })  // (N, D)
+            // Only the class token's final state is used: the last layer computes that row alone.
+            let first = encoder.pooled(h, at: Array(repeating: 0, count: n), causal: false, keyMask: nil)  // (N, D)
             return postLayerNorm(first)                                             // (N, D)
         }
     }

@@ -49,15 +49,18 @@ extension Tensor {
         }
     }
 
-    /// Multi-head scaled-dot-product self-attention, for inference (records no tape).
+    /// Multi-head scaled-dot-product attention, for inference (records no tape).
     ///
-    /// - `query`, `key`, `value`: [N, T, H·Dh], the outputs of the q/k/v projections, head h in
-    ///   columns h·Dh ..< (h+1)·Dh (PyTorch's `view(N, T, H, Dh)` layout). No copies or permutes
-    ///   are made: each head is read in place through BLAS leading dimensions.
+    /// - `query`: [N, Tq, H·Dh]; `key`, `value`: [N, Tk, H·Dh]: the outputs of the q/k/v
+    ///   projections, head h in columns h·Dh ..< (h+1)·Dh (PyTorch's `view(N, T, H, Dh)` layout).
+    ///   No copies or permutes are made: each head is read in place through BLAS leading dimensions.
     /// - `heads` H (must divide the last dimension); `scale` multiplies q·kᵀ (usually Dh^-½).
-    /// - `causal`: query i sees key j only when j ≤ i.
-    /// - `keyMask`: [N][T]; key j of sequence n is visible only when `keyMask[n][j]` (padding).
-    /// - Returns: [N, T, H·Dh] with the heads side by side (ready for the output projection).
+    /// - `queryPositions`: [N][Tq], the key-axis position of each query (for `causal`); default
+    ///   0 ..< Tq (self-attention, Tq = Tk). Passing a subset of positions computes just those
+    ///   rows of the full self-attention (e.g. only the pooled token of a last layer).
+    /// - `causal`: the query at position p sees key j only when j ≤ p.
+    /// - `keyMask`: [N][Tk]; key j of sequence n is visible only when `keyMask[n][j]` (padding).
+    /// - Returns: [N, Tq, H·Dh] with the heads side by side (ready for the output projection).
     ///   A query that sees no key at all (e.g. a left-padding position under a causal mask)
     ///   gets a zero row instead of PyTorch's NaN, so nothing undefined reaches later layers;
     ///   visible positions are unaffected, as masked keys get weight exactly 0.
@@ -65,48 +68,56 @@ extension Tensor {
     /// Precondition: not recording gradients for these inputs (wrap training in a differentiable
     /// composition of `matmul` and `softmax` instead).
     public static func multiHeadAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float,
-                                          causal: Bool = false, keyMask: [[Bool]]? = nil) -> Tensor {
-        precondition(query.rank == 3 && key.shape == query.shape && value.shape == query.shape,
-                     "multiHeadAttention needs equal [N, T, D] q, k, v; got \(query.shape), \(key.shape), \(value.shape)")
+                                          causal: Bool = false, keyMask: [[Bool]]? = nil,
+                                          queryPositions: [[Int]]? = nil) -> Tensor {
+        precondition(query.rank == 3 && key.rank == 3 && value.shape == key.shape && query.shape[0] == key.shape[0]
+                     && query.shape[2] == key.shape[2],
+                     "multiHeadAttention needs q [N, Tq, D], k and v [N, Tk, D]; got \(query.shape), \(key.shape), \(value.shape)")
         precondition(!(GradMode.isEnabled && (query.requiresGrad || key.requiresGrad || value.requiresGrad)),
                      "multiHeadAttention is inference-only: call it inside withNoGrad")
-        let n = query.shape[0], t = query.shape[1], d = query.shape[2]
+        let n = query.shape[0], tq = query.shape[1], tk = key.shape[1], d = query.shape[2]
         precondition(heads >= 1 && d % heads == 0, "\(heads) heads do not divide width \(d)")
         if let keyMask {
-            precondition(keyMask.count == n && keyMask.allSatisfy { $0.count == t }, "keyMask must be [\(n)][\(t)]")
+            precondition(keyMask.count == n && keyMask.allSatisfy { $0.count == tk }, "keyMask must be [\(n)][\(tk)]")
+        }
+        if let queryPositions {
+            precondition(queryPositions.count == n && queryPositions.allSatisfy { $0.count == tq },
+                         "queryPositions must be [\(n)][\(tq)]")
+        } else {
+            precondition(tq == tk, "without queryPositions, queries and keys must have the same length")
         }
         let dh = d / heads
-        let out = Tensor(uninitialized: [n, t, d])
-        let scores = Tensor(uninitialized: [t, t])  // (query, key) of one sequence and head
+        let out = Tensor(uninitialized: [n, tq, d])
+        let scores = Tensor(uninitialized: [tq, tk])  // (query, key) of one sequence and head
         let sp = scores.pointer
         for b in 0..<n {
-            // visible[i * t + j]: may query i see key j (same for every head of sequence b).
-            var visible = [Bool](repeating: true, count: t * t)
-            var anyVisible = [Bool](repeating: true, count: t)
-            for i in 0..<t {
+            // visible[i * tk + j]: may query i see key j (same for every head of sequence b).
+            var visible = [Bool](repeating: true, count: tq * tk)
+            var anyVisible = [Bool](repeating: true, count: tq)
+            for i in 0..<tq {
+                let position = queryPositions?[b][i] ?? i
                 var any = false
-                for j in 0..<t {
-                    let v = (!causal || j <= i) && (keyMask?[b][j] ?? true)
-                    visible[i * t + j] = v
+                for j in 0..<tk {
+                    let v = (!causal || j <= position) && (keyMask?[b][j] ?? true)
+                    visible[i * tk + j] = v
                     any = any || v
                 }
                 anyVisible[i] = any
             }
-            let base = b * t * d
             for h in 0..<heads {
-                let q = query.pointer + base + h * dh, k = key.pointer + base + h * dh
-                let v = value.pointer + base + h * dh, o = out.pointer + base + h * dh
-                // scores[T, T] = scale · q[T, Dh] · k[T, Dh]ᵀ (rows of q, k strided by D)
-                BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: scale,
-                           a: q, lda: d, b: k, ldb: d, beta: 0, c: sp, ldc: t)
-                for i in 0..<t * t where !visible[i] { sp[i] = -.infinity }
-                for i in 0..<t where !anyVisible[i] { (sp + i * t).update(repeating: 0, count: t) }
-                tmf_softmax_rows(sp, sp, t, t)
+                let q = query.pointer + b * tq * d + h * dh, o = out.pointer + b * tq * d + h * dh
+                let k = key.pointer + b * tk * d + h * dh, v = value.pointer + b * tk * d + h * dh
+                // scores[Tq, Tk] = scale · q[Tq, Dh] · k[Tk, Dh]ᵀ (rows of q, k strided by D)
+                BLAS.sgemm(transA: false, transB: true, m: tq, n: tk, k: dh, alpha: scale,
+                           a: q, lda: d, b: k, ldb: d, beta: 0, c: sp, ldc: tk)
+                for i in 0..<tq * tk where !visible[i] { sp[i] = -.infinity }
+                for i in 0..<tq where !anyVisible[i] { (sp + i * tk).update(repeating: 0, count: tk) }
+                tmf_softmax_rows(sp, sp, tq, tk)
                 // A row with no visible key contributes nothing.
-                for i in 0..<t where !anyVisible[i] { (sp + i * t).update(repeating: 0, count: t) }
-                // o[T, Dh] = softmax[T, T] · v[T, Dh] (written into its head's columns of out)
-                BLAS.sgemm(transA: false, transB: false, m: t, n: dh, k: t,
-                           a: sp, lda: t, b: v, ldb: d, beta: 0, c: o, ldc: d)
+                for i in 0..<tq where !anyVisible[i] { (sp + i * tk).update(repeating: 0, count: tk) }
+                // o[Tq, Dh] = softmax[Tq, Tk] · v[Tk, Dh] (written into its head's columns of out)
+                BLAS.sgemm(transA: false, transB: false, m: tq, n: dh, k: tk,
+                           a: sp, lda: tk, b: v, ldb: d, beta: 0, c: o, ldc: d)
             }
         }
         return out

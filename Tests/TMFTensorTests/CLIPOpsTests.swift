@@ -88,4 +88,26 @@ final class CLIPOpsTests: XCTestCase {
         let ref = referenceAttention(tail(q), tail(k), tail(v), heads: 2, scale: 1, causal: true, keyMask: nil)
         assertClose(Array(out.scalars[8..<16]), ref.scalars, rtol: 1e-5, atol: 1e-6)
     }
+
+    /// Queries at chosen positions give those rows of the full self-attention.
+    func testQueryPositionsPickRowsOfFullAttention() {
+        var rng = SeededRNG(seed: 11)
+        let q = Tensor.normal([2, 6, 8], rng: &rng), k = Tensor.normal([2, 6, 8], rng: &rng)
+        let v = Tensor.normal([2, 6, 8], rng: &rng)
+        let mask: [[Bool]] = [[true, true, true, false, false, false], [false, true, true, true, true, true]]
+        let positions = [[2, 0], [5, 3]]
+        for causal in [false, true] {
+            withNoGrad {
+                let full = Tensor.multiHeadAttention(query: q, key: k, value: v, heads: 2, scale: 0.3,
+                                                     causal: causal, keyMask: mask)  // (2, 6, 8)
+                let rows = positions.enumerated().flatMap { b, ps in ps.map { b * 6 + $0 } }
+                let picked = q.reshaped([12, 8]).gatherRows(rows).reshaped([2, 2, 8])
+                let some = Tensor.multiHeadAttention(query: picked, key: k, value: v, heads: 2, scale: 0.3,
+                                                     causal: causal, keyMask: mask, queryPositions: positions)
+                XCTAssertEqual(some.shape, [2, 2, 8])
+                assertClose(some.scalars, full.reshaped([12, 8]).gatherRows(rows).scalars, rtol: 1e-5, atol: 1e-6,
+                            "causal \(causal)")
+            }
+        }
+    }
 }
