@@ -20,7 +20,7 @@ struct TrainCommand: ParsableCommand {
     var llm: String?
     @Option(help: "CLIP folder (config.json, model.safetensors, vocab.json, merges.txt).")
     var clip: String?
-    @Option(help: "Optimiser steps T.")
+    @Option(help: "Optimiser steps T (default 300; 400 with the bundled tiny Llama).")
     var steps: Int?
     @Option(help: "Epochs over the training examples (instead of --steps).")
     var epochs: Double?
@@ -30,20 +30,20 @@ struct TrainCommand: ParsableCommand {
     var batchSize: Int = 8
     @Option(name: .customLong("grad-accum"), help: "Batches accumulated per step.")
     var gradAccum: Int = 1
-    @Option(help: "Peak learning rate.")
-    var lr: Float = 2e-3
-    @Option(help: "LoRA rank.")
-    var loraR: Int = 8
-    @Option(help: "LoRA alpha.")
+    @Option(help: "Peak learning rate (default 1e-3; 5e-3 with the bundled tiny Llama).")
+    var lr: Float?
+    @Option(help: "LoRA rank (default 8; 16 with the bundled tiny Llama).")
+    var loraR: Int?
+    @Option(help: "LoRA alpha (scaling alpha / rank).")
     var loraAlpha: Float = 16
     @Option(help: "LoRA dropout.")
     var loraDropout: Float = 0
-    @Option(help: "Comma-separated LoRA targets.")
-    var loraTargets: String = "q_proj,v_proj"
+    @Option(help: "Comma-separated LoRA targets, or all (default q_proj,v_proj; all with the bundled tiny Llama).")
+    var loraTargets: String?
     @Option(help: "text | behavior | item | full (the paper's Table 3 ablations).")
     var modalities: String = "full"
-    @Option(help: "History events per prompt.")
-    var history: Int = 20
+    @Option(help: "History events per prompt (default 20; 10 with the bundled tiny Llama).")
+    var history: Int?
     @Option(help: "Validate every N steps (0: at the end).")
     var evalEvery: Int = 0
     @Option(help: "Validation examples per validation.")
@@ -80,9 +80,18 @@ struct TrainCommand: ParsableCommand {
                                           llm: llm.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.llm,
                                           clip: clip.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.clip)
             options.modalities = Modalities(rawValue: modalities)!
-            options.lora = try LoRAConfiguration(rank: loraR, alpha: loraAlpha, dropout: loraDropout,
-                                                 targetModules: loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
-            var totalSteps = steps ?? 300
+            // The bundled tiny Llama (under a million weights) needs a stronger recipe than a real
+            // checkpoint: every projection adapted, a higher rate, shorter prompts.
+            let tiny = llm == nil
+            let targets = loraTargets ?? (tiny ? "all" : "q_proj,v_proj")
+            let rank = loraR ?? (tiny ? 16 : 8)
+            options.lora = try LoRAConfiguration(
+                rank: rank, alpha: loraAlpha, dropout: loraDropout,
+                targetModules: targets == "all" ? loraTargetNames
+                    : targets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+            let learningRate = lr ?? (tiny ? 5e-3 : 1e-3)
+            let historyLength = history ?? (tiny ? 10 : 20)
+            var totalSteps = steps ?? (tiny ? 400 : 300)
             if let epochs {
                 // Count training examples once to turn epochs into steps.
                 let d = try Dataset.load(from: dataURL, options: LoadOptions(skipInvalid: skipInvalid))
@@ -90,8 +99,8 @@ struct TrainCommand: ParsableCommand {
                 totalSteps = max(1, Int((Double(n) * epochs / Double(batchSize * gradAccum)).rounded(.up)))
             }
             options.training = TrainingParameters(steps: totalSteps, threshold: t1, batchSize: batchSize, accumulation: gradAccum,
-                                                  learningRate: lr, evalEvery: evalEvery, evalLimit: evalLimit, seed: seed,
-                                                  historyLength: history)
+                                                  learningRate: learningRate, evalEvery: evalEvery, evalLimit: evalLimit, seed: seed,
+                                                  historyLength: historyLength)
             options.graphTraining.epochs = graphEpochs
             options.stage = Stage(rawValue: stage)!
             options.resume = resume
