@@ -39,8 +39,10 @@ case "$mode" in
     out="${TMF_MODEL:-tmf-model}"
     # The bundled defaults: Fixtures/shop with the tiny Llama and CLIP in Fixtures/models.
     "$bin" train --out "$out" "${@:2}"
-    echo "== test split (HitRate@1, ValidRatio) of $out =="
-    exec "$bin" eval "$out"
+    echo "== $out on the test split (HitRate@1, ValidRatio) =="
+    "$bin" eval "$out" --quiet
+    echo "== the same, decoding only candidate titles (--constrained) =="
+    exec "$bin" eval "$out" --quiet --constrained
     ;;
   test)
     swift build --build-tests
