@@ -79,15 +79,26 @@ struct EvalCommand: ParsableCommand {
             }
             let folder = URL(fileURLWithPath: model ?? "tmf-model")
             let progress = Progress(quiet: quiet)
-            let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) })
-            let dataset = trained.dataset
-            let seedValue = seed ?? trained.spec.training.seed
-            var examples = SplitExamples(dataset)[splitValue]
-            if let limit { examples = Array(examples.prefix(limit)) }
             if baseline == "mbht" {
-                let length = trained.spec.graph.maxSequenceLength
-                let ranking = try Pipeline.graphExamples(dataset, examples: examples, seed: seedValue, length: length)
-                let scores = try trained.graph.scores(histories: ranking.map(\.history), candidates: ranking.map(\.candidates))
+                // Only the MBHT stage is needed (`tmf train --stage graph` suffices).
+                let spec = try? ModelSpec.load(folder: folder)
+                guard let dataPath = data.map({ URL(fileURLWithPath: $0) }) ?? spec.map({ URL(fileURLWithPath: $0.dataset) }) else {
+                    throw DataError.invalidArgument("--baseline mbht on a graph-only model folder needs --data DATASET")
+                }
+                let dataset = try Dataset.load(from: dataPath, options: LoadOptions(skipInvalid: skipInvalid, target: target))
+                let graphURL = folder.appendingPathComponent(Pipeline.graphFile)
+                guard FileManager.default.fileExists(atPath: graphURL.path) else {
+                    throw DataError.invalidArgument("\(folder.path) has no \(Pipeline.graphFile); run `tmf train --stage graph --out \(folder.path)` first")
+                }
+                let graph = try MBHTModel.load(from: graphURL)
+                guard graph.configuration.numItems == dataset.items.count else {
+                    throw DataError.invalidArgument("\(graphURL.path) was trained on another item set than \(dataPath.path)")
+                }
+                var examples = SplitExamples(dataset)[splitValue]
+                if let limit { examples = Array(examples.prefix(limit)) }
+                let ranking = try Pipeline.graphExamples(dataset, examples: examples, seed: seed ?? spec?.training.seed ?? 42,
+                                                         length: graph.configuration.maxSequenceLength)
+                let scores = try graph.scores(histories: ranking.map(\.history), candidates: ranking.map(\.candidates))
                 var metrics = EvalMetrics()
                 for (r, s) in zip(ranking, scores) {
                     let best = s.indices.max { s[$0] < s[$1] || (s[$0] == s[$1] && $0 > $1) }!
@@ -96,6 +107,11 @@ struct EvalCommand: ParsableCommand {
                 emit(metrics)
                 return
             }
+            let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) })
+            let dataset = trained.dataset
+            let seedValue = seed ?? trained.spec.training.seed
+            var examples = SplitExamples(dataset)[splitValue]
+            if let limit { examples = Array(examples.prefix(limit)) }
             let metrics = try trained.recommender.evaluate(
                 dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
                 constrained: constrained, batchSize: batchSize) { done, total in
