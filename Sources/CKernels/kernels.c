@@ -235,6 +235,18 @@ __attribute__((target("avx2,fma")))
 static void vexp_avx2(const float *x, float *y, size_t n) {
     size_t i = 0;
     const __m256 lo = _mm256_set1_ps(-87.33654475f);
+    // Four independent vectors per iteration: the polynomial is a long dependency chain.
+    for (; i + 32 <= n; i += 32) {
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
+        __m256 small = _mm256_min_ps(_mm256_min_ps(v0, v1), _mm256_min_ps(v2, v3));
+        int sub = _mm256_movemask_ps(_mm256_cmp_ps(small, lo, _CMP_LT_OQ));
+        _mm256_storeu_ps(y + i, exp256(v0));
+        _mm256_storeu_ps(y + i + 8, exp256(v1));
+        _mm256_storeu_ps(y + i + 16, exp256(v2));
+        _mm256_storeu_ps(y + i + 24, exp256(v3));
+        if (sub) for (int k = 0; k < 32; k++) if (x[i + k] < -87.33654475f) y[i + k] = exp_scalar(x[i + k]);
+    }
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
         int sub = _mm256_movemask_ps(_mm256_cmp_ps(v, lo, _CMP_LT_OQ));
