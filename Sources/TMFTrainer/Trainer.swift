@@ -168,7 +168,7 @@ public final class LLMTrainer {
                                             historyLength: parameters.historyLength)
                 encoded.append(try recommender.encoder.encode(prompt, withAnswer: true))
             }
-            let (loss, n) = recommender.loss(encoded, level: level)
+            let (loss, _) = recommender.loss(encoded, level: level)
             let value = loss.item
             guard value.isFinite else {
                 optimizer.zeroGrad()
@@ -177,7 +177,6 @@ public final class LLMTrainer {
             loss.scale(1 / Float(parameters.accumulation)).backward()
             total += value / Float(parameters.accumulation)
             tokens += encoded.reduce(0) { $0 + $1.tokens.count }
-            _ = n
         }
         // Only the groups of this level learn (Eq. 9-11); the others have no gradient anyway.
         for p in named where !trainable.contains(p.group) { p.tensor.grad = nil }
