@@ -205,14 +205,16 @@ public struct RotaryEmbedding: Sendable {
         }
     }
 
-    /// cos and sin for one position, each [D/2].
-    func angles(_ pos: Int) -> (cos: [Float], sin: [Float]) {
-        var c = [Float](repeating: 0, count: headDim / 2), s = c
-        for i in 0..<(headDim / 2) {
-            let a = Float(pos) * inverseFrequencies[i]
-            c[i] = Foundation.cos(a); s[i] = Foundation.sin(a)
+    /// Rotates one head vector x [D] into y [D] (rotate-half layout): y = x·cos + rotate_half(x)·sin,
+    /// with the angle's sign flipped for `sign` −1 (the inverse rotation, used by backward).
+    @inline(__always)
+    static func rotate(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, cos c: UnsafePointer<Float>,
+                       sin s: UnsafePointer<Float>, half: Int, sign: Float) {
+        for i in 0..<half {
+            let x1 = x[i], x2 = x[i + half], si = sign * s[i]
+            y[i] = x1 * c[i] - x2 * si
+            y[i + half] = x2 * c[i] + x1 * si
         }
-        return (c, s)
     }
 }
 
@@ -226,21 +228,17 @@ extension Tensor {
         precondition(positions.count == t || positions.count == b * t, "positions must be [T] or [B·T]")
         let half = d / 2
         let perBatch = positions.count == b * t
-        let distinct = Array(Set(positions))
-        var table: [Int: (cos: [Float], sin: [Float])] = [:]
-        for p in distinct { table[p] = rope.angles(p) }
+        let (cosT, sinT) = rope.tables(perBatch ? positions : (0..<b).flatMap { _ in positions })  // [B·T, D/2]
         func apply(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, sign: Float) {
-            for bi in 0..<b {
-                for hi in 0..<h {
-                    for ti in 0..<t {
-                        let pos = positions[perBatch ? bi * t + ti : ti]
-                        let (c, s) = table[pos]!
-                        let off = ((bi * h + hi) * t + ti) * d
-                        let x = src + off, y = dst + off
-                        for i in 0..<half {
-                            let x1 = x[i], x2 = x[i + half], si = sign * s[i]
-                            y[i] = x1 * c[i] - x2 * si
-                            y[i + half] = x2 * c[i] + x1 * si
+            cosT.withUnsafeBufferPointer { cp in
+                sinT.withUnsafeBufferPointer { sp in
+                    for bi in 0..<b {
+                        for hi in 0..<h {
+                            for ti in 0..<t {
+                                let row = bi * t + ti, off = ((bi * h + hi) * t + ti) * d
+                                RotaryEmbedding.rotate(src + off, into: dst + off, cos: cp.baseAddress! + row * half,
+                                                       sin: sp.baseAddress! + row * half, half: half, sign: sign)
+                            }
                         }
                     }
                 }

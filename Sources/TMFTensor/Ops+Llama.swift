@@ -42,12 +42,8 @@ extension Tensor {
                     for r in 0..<rows {
                         let c = cp.baseAddress! + r * half, s = sp.baseAddress! + r * half
                         for h in 0..<heads {
-                            let x = src + r * width + h * d, y = dst + r * width + h * d
-                            for i in 0..<half {
-                                let x1 = x[i], x2 = x[i + half], si = sign * s[i]
-                                y[i] = x1 * c[i] - x2 * si
-                                y[i + half] = x2 * c[i] + x1 * si
-                            }
+                            RotaryEmbedding.rotate(src + r * width + h * d, into: dst + r * width + h * d,
+                                                   cos: c, sin: s, half: half, sign: sign)
                         }
                     }
                 }
