@@ -45,6 +45,9 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of lines.")
     var json = false
 
+    @Option(help: "Write every example's answer to this JSON Lines file (user, target, candidates, output, chosen, correct).")
+    var predictions: String?
+
     @Flag(help: "Print no progress.")
     var quiet = false
 
@@ -107,18 +110,43 @@ struct EvalCommand: ParsableCommand {
                 emit(metrics)
                 return
             }
+            if let predictions {
+                // Fail before the (long) evaluation when the file cannot be written.
+                let parent = URL(fileURLWithPath: predictions).deletingLastPathComponent().path
+                var isFolder: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), isFolder.boolValue else {
+                    throw DataError.io(path: predictions, reason: "its folder \(parent) does not exist")
+                }
+            }
             let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) })
             let dataset = trained.dataset
             let seedValue = seed ?? trained.spec.training.seed
             var examples = SplitExamples(dataset)[splitValue]
             if let limit { examples = Array(examples.prefix(limit)) }
+            var lines = Data()
+            let record: ((Example, [Int], String, AnswerScore) throws -> Void)? = predictions == nil ? nil : { ex, candidates, text, score in
+                let object: [String: Any] = [
+                    "user": dataset.userIDs[ex.user],
+                    "target": dataset.items[ex.target].id,
+                    "candidates": candidates.map { dataset.items[$0].id },
+                    "output": text,
+                    "chosen": score.chosen.map { dataset.items[candidates[$0]].id } as Any? ?? NSNull(),
+                    "correct": score.correct,
+                ]
+                lines.append(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+                lines.append(0x0A)
+            }
             let metrics = try trained.recommender.evaluate(
                 dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
-                constrained: constrained, batchSize: batchSize) { done, total in
+                constrained: constrained, batchSize: batchSize, answer: record) { done, total in
                     progress.update("evaluating", done, total)
                     return true
                 }
             progress.finish()
+            if let predictions {
+                do { try lines.write(to: URL(fileURLWithPath: predictions), options: .atomic) }
+                catch { throw DataError.io(path: predictions, reason: "cannot write (\(error.localizedDescription))") }
+            }
             emit(metrics)
         }
     }

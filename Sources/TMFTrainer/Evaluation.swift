@@ -17,9 +17,12 @@ extension Recommender {
     ///
     /// - Parameters:
     ///   - constrained: decode only token paths that spell a candidate title.
+    ///   - answer: called once per example, in order, with its candidate set (item indices in prompt
+    ///     order), the decoded answer text and its score.
     ///   - progress: called with (done, total) after each batch; return false to stop early.
     public func evaluate(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int,
                          constrained: Bool = false, batchSize: Int = 8,
+                         answer: ((Example, [Int], String, AnswerScore) throws -> Void)? = nil,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> EvalMetrics {
         var metrics = EvalMetrics()
         let level = modalities.hardestLevel
@@ -40,7 +43,9 @@ extension Recommender {
                 let text = encoder.tokenizer.decode(outputs[i])
                 let titles = candidateSets[i].map { dataset.items[$0].title }
                 let truth = candidateSets[i].firstIndex(of: ex.target)!
-                metrics.add(scoreAnswer(text, candidateTitles: titles, truth: truth))
+                let score = scoreAnswer(text, candidateTitles: titles, truth: truth)
+                metrics.add(score)
+                try answer?(ex, candidateSets[i], text, score)
             }
             start += chunk.count
             if let progress, !progress(start, examples.count) { break }

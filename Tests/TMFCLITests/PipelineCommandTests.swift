@@ -59,11 +59,34 @@ final class PipelineCommandTests: XCTestCase {
         XCTAssertEqual(object?["Examples"] as? Int, 4)
         for key in ["HitRate@1", "ValidRatio", "HitRate@1(all)"] { XCTAssertNotNil(object?[key], key) }
 
-        let constrained = try runTMF(["eval", model.path, "--limit", "4", "--constrained", "--quiet", "--threads", "1"])
+        let predictionsURL = s.root.appendingPathComponent("predictions.jsonl")
+        let constrained = try runTMF(["eval", model.path, "--limit", "4", "--constrained", "--quiet", "--threads", "1",
+                                      "--predictions", predictionsURL.path])
         XCTAssertEqual(constrained.status, 0, constrained.stderr)
         XCTAssertTrue(constrained.stdout.contains("ValidRatio: 1.0000"), constrained.stdout)
         let lines = constrained.stdout.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.map { String($0.split(separator: ":")[0]) }, ["HitRate@1", "ValidRatio", "HitRate@1(all)", "Examples"])
+        // --predictions: one line per example; constrained answers are candidates, correct ones the target.
+        let records = try String(contentsOf: predictionsURL, encoding: .utf8).split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        XCTAssertEqual(records.count, 4)
+        var correct = 0
+        for r in records {
+            let candidates = try XCTUnwrap(r["candidates"] as? [String])
+            let chosen = try XCTUnwrap(r["chosen"] as? String)
+            let target = try XCTUnwrap(r["target"] as? String)
+            XCTAssertEqual(candidates.count, 11)
+            XCTAssertTrue(candidates.contains(chosen) && candidates.contains(target), "\(r)")
+            XCTAssertEqual(r["correct"] as? Bool, chosen == target)
+            XCTAssertFalse((try XCTUnwrap(r["output"] as? String)).isEmpty)
+            if chosen == target { correct += 1 }
+        }
+        let allLine = try XCTUnwrap(lines.first { $0.hasPrefix("HitRate@1(all)") })
+        XCTAssertEqual(allLine, "HitRate@1(all): " + String(format: "%.4f", Double(correct) / 4))
+        assertFailure(try runTMF(["eval", model.path, "--limit", "1", "--quiet", "--threads", "1",
+                                  "--predictions", s.root.appendingPathComponent("no/such/folder/p.jsonl").path]),
+                      mentions: "p.jsonl")
 
         let mbht = try runTMF(["eval", model.path, "--baseline", "mbht", "--json"])
         XCTAssertEqual(mbht.status, 0, mbht.stderr)
