@@ -23,6 +23,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Dataset folder whose items and training histories make the corpus.")
     var data: String?
 
+    @Option(help: "With --data: add this many list-recall drills (a candidate list, then the same list again) that teach copying.")
+    var copyDrills: Int = 0
+
     @Option(help: "Output folder (config.json, model.safetensors, tokenizer.model, pretrain.json).")
     var out: String
 
@@ -97,6 +100,9 @@ struct PretrainCommand: ParsableCommand {
         guard (corpus == nil) != (data == nil) else {
             throw PretrainError.invalidParameter("give exactly one of --corpus FILE.txt or --data DATASET")
         }
+        if copyDrills < 0 || (copyDrills > 0 && data == nil) {
+            throw PretrainError.invalidParameter("--copy-drills needs --data and must not be negative")
+        }
         guard let weightsType = WeightsDType(rawValue: dtype) else {
             throw PretrainError.invalidParameter("--dtype must be f32 or bf16, got '\(dtype)'")
         }
@@ -116,7 +122,7 @@ struct PretrainCommand: ParsableCommand {
             documents = try PretrainCorpus.read(file: URL(fileURLWithPath: corpus))
         } else {
             let dataset = try Dataset.load(from: URL(fileURLWithPath: data!), options: LoadOptions(checkImages: false))
-            documents = PretrainCorpus.build(from: dataset, seed: seed)
+            documents = PretrainCorpus.build(from: dataset, seed: seed, copyDrills: copyDrills)
         }
         let started = Date()
         let trainer = try Pretrainer(corpus: documents, parameters: parameters, folder: URL(fileURLWithPath: out),

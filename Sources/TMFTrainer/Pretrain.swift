@@ -221,48 +221,88 @@ public enum PretrainCorpus {
         return out
     }
 
-    /// `count` candidate-list sentences: `candidates` distinct random titles in the prompt
-    /// templates' wording, ending "The answer is T." with T a random one of them (not data).
+    /// `count` question sentences in the prompts' exact wording (`PromptBuilder`, text level, a
+    /// random template): a user's visible history (a random run of at most `historyLength` events
+    /// before the user's validation target, see `visibleEvents`), the target-behavior question,
+    /// `candidates` distinct random titles none of which is in that history, and "The answer is T"
+    /// with T a uniformly random candidate. The answer carries no information about the user (it is
+    /// not data); the sentences teach the prompt's shape and that an answer is copied from the
+    /// candidate list, never from the history.
     public static func candidateSentences(from dataset: Dataset, count: Int, candidates: Int = 11,
-                                          rng: inout SeededRNG) -> [String] {
-        let titles = dataset.items.map(\.title)
-        guard !titles.isEmpty else { return [] }
-        let k = min(candidates, titles.count)
-        let target = dataset.behaviors[dataset.target]
+                                          historyLength: Int = 10, rng: inout SeededRNG) -> [String] {
+        let itemCount = dataset.items.count
+        guard itemCount > 0, count > 0 else { return [] }
+        let histories = (0..<dataset.userIDs.count).map { Array(visibleEvents(of: $0, in: dataset)) }.filter { !$0.isEmpty }
+        let builder = PromptBuilder(dataset: dataset)
         var out: [String] = []
+        out.reserveCapacity(count)
         for _ in 0..<count {
-            var pool = Array(titles.indices)
-            for i in 0..<k { pool.swapAt(i, i + rng.nextInt(below: pool.count - i)) }
-            let picked = pool.prefix(k).map { titles[$0] }
-            let list = picked.joined(separator: ", ")
-            let answer = picked[rng.nextInt(below: k)]
-            switch rng.nextInt(below: 3) {
-            case 0:
-                out.append("What's next to \(target.name)? The candidate items are \(list). "
-                           + "Choose only one item from the candidates. The answer is \(answer).")
-            case 1:
-                out.append("Candidates: \(list). Name the next item the user \(target.phrase), "
-                           + "choosing exactly one candidate. The answer is \(answer).")
-            default:
-                out.append("Pick one of these candidates: \(list). The answer is \(answer).")
+            var history: [HistoryEvent] = []
+            if !histories.isEmpty {
+                let events = histories[rng.nextInt(below: histories.count)]
+                let length = 1 + rng.nextInt(below: min(historyLength, events.count))
+                let end = length + rng.nextInt(below: events.count - length + 1)
+                history = events[(end - length)..<end].map {
+                    HistoryEvent(behavior: Int(dataset.eventBehaviors[$0]), item: Int(dataset.eventItems[$0]))
+                }
+            } else {
+                history = [HistoryEvent(behavior: 0, item: rng.nextInt(below: itemCount))]
             }
+            let seen = Set(history.map(\.item))
+            var pool = (0..<itemCount).filter { !seen.contains($0) }
+            if pool.isEmpty { pool = Array(0..<itemCount) }
+            let k = min(candidates, pool.count)
+            for i in 0..<k { pool.swapAt(i, i + rng.nextInt(below: pool.count - i)) }
+            let picked = Array(pool.prefix(k))
+            let answer = picked[rng.nextInt(below: k)]
+            let prompt = builder.build(history: history, target: dataset.target, candidates: picked, answer: answer,
+                                       level: .easy, template: PromptBuilder.randomTemplate(using: &rng))
+            out.append(prompt.fullText)
+        }
+        return out
+    }
+
+    /// `count` list-recall drills: a list of 3 to `candidates` distinct random titles in the
+    /// prompts' wording, then the same list again ("The candidate items are A, B, C. Once more,
+    /// the candidate items are A, B, C."). Half of each drill is predictable only by copying from
+    /// earlier in the context, which teaches a small model to copy a title it was shown, the skill
+    /// answering from a candidate list needs. Random titles, no user data.
+    public static func copyDrills(from dataset: Dataset, count: Int, candidates: Int = 11,
+                                  rng: inout SeededRNG) -> [String] {
+        let titles = dataset.items.map(\.title)
+        guard titles.count >= 1, count > 0 else { return [] }
+        let most = min(candidates, titles.count)
+        let fewest = min(3, most)
+        var out: [String] = []
+        out.reserveCapacity(count)
+        var pool = Array(titles.indices)
+        for _ in 0..<count {
+            let k = fewest + rng.nextInt(below: most - fewest + 1)
+            for i in 0..<k { pool.swapAt(i, i + rng.nextInt(below: pool.count - i)) }
+            let list = pool.prefix(k).map { titles[$0] }.joined(separator: ", ")
+            out.append("The candidate items are \(list). Once more, the candidate items are \(list).")
         }
         return out
     }
 
     /// A corpus from a dataset that leaks no held-out answer: every item's text (title, brand,
     /// categories, description), the history sentences of `historySentences` (only events before
-    /// each user's validation target), and candidate-list sentences of random titles
-    /// (`candidateSentences`, default one per item or per user, whichever is more).
+    /// each user's validation target), and question sentences with random candidates and random
+    /// answers (`candidateSentences`, default three per item or per user, whichever is more), and
+    /// `copyDrills` list-recall drills (none by default).
     public static func build(from dataset: Dataset, seed: UInt64 = 0, historyLength: Int = 20,
-                             candidateSentences count: Int? = nil) -> [String] {
+                             candidateSentences count: Int? = nil, copyDrills drills: Int = 0) -> [String] {
         var rng = SeededRNG(seed: seed, key: ["pretrain-corpus"])
         var docs = dataset.items.map { item -> String in
             let t = item.text
             return t.hasSuffix(".") ? t : t + "."
         }
         docs += historySentences(from: dataset, historyLength: historyLength, rng: &rng)
-        docs += candidateSentences(from: dataset, count: count ?? max(dataset.items.count, dataset.userIDs.count), rng: &rng)
+        docs += candidateSentences(from: dataset, count: count ?? 3 * max(dataset.items.count, dataset.userIDs.count), rng: &rng)
+        if drills > 0 {
+            var drillRNG = SeededRNG(seed: seed, key: ["pretrain-copy-drills"])
+            docs += copyDrills(from: dataset, count: drills, rng: &drillRNG)
+        }
         return docs
     }
 }

@@ -133,13 +133,31 @@ final class PretrainTests: XCTestCase {
         }
         // Every title is still spelled somewhere (item texts), including held-out ones.
         for t in titles { XCTAssertTrue(corpus.contains { $0.hasPrefix(t + ". Acme") }, t) }
-        // Candidate sentences list 11 distinct titles and answer with one of them.
+        // Question sentences: the prompt's wording, candidates not in the history, the answer one of them.
         let candidateLines = corpus.suffix(50)
         for line in candidateLines {
-            guard let range = line.range(of: "The answer is ") else { XCTFail(line); continue }
-            let answer = String(line[range.upperBound...].dropLast())
+            guard let range = line.range(of: "The answer is ", options: .backwards) else { XCTFail(line); continue }
+            let answer = String(line[range.upperBound...])
             XCTAssertTrue(titles.contains(answer), line)
-            XCTAssertEqual(titles.filter { line.contains($0) }.count, 11, line)
+            let inHistory = ["views", "adds to cart", "purchases"].contains { line.contains("\($0) \(answer)") }
+            XCTAssertFalse(inHistory, "answer copied from the history: \(line)")
+            XCTAssertEqual(line.components(separatedBy: answer).count - 1, 2, "answer listed once and given once: \(line)")
+            XCTAssertTrue(line.hasPrefix("The user ") || line.hasPrefix("A shopper's") || line.hasPrefix("Given that"), line)
+        }
+        // Copy drills: a list of 3-11 distinct titles, then the same list again; none by default.
+        let withDrills = PretrainCorpus.build(from: dataset, seed: 3, candidateSentences: 50, copyDrills: 20)
+        XCTAssertEqual(Array(withDrills.prefix(corpus.count)), corpus)
+        XCTAssertEqual(withDrills.count, corpus.count + 20)
+        for line in withDrills.suffix(20) {
+            let prefix = "The candidate items are ", again = ". Once more, the candidate items are "
+            guard line.hasPrefix(prefix), let mid = line.range(of: again), line.hasSuffix(".") else { XCTFail(line); continue }
+            let first = String(line[line.index(line.startIndex, offsetBy: prefix.count)..<mid.lowerBound])
+            let second = String(line[mid.upperBound...].dropLast())
+            XCTAssertEqual(first, second, line)
+            let listed = first.components(separatedBy: ", ")
+            XCTAssertTrue((3...11).contains(listed.count), line)
+            XCTAssertEqual(Set(listed).count, listed.count, line)
+            XCTAssertTrue(listed.allSatisfy { titles.contains($0) }, line)
         }
     }
 
