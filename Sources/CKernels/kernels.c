@@ -1,5 +1,6 @@
 #include "CKernels.h"
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -40,7 +41,44 @@ int tmf_has_avx512(void) { return cpu_flags() & 1; }
 int tmf_has_avx512bf16(void) { return (cpu_flags() & 2) ? 1 : 0; }
 int tmf_has_avx2(void) { return (cpu_flags() & 4) ? 1 : 0; }
 
-// ---- scalar exp with the same range reduction as the vector path ----
+// ---- work ranges ----
+// The entry points hand their work to a range function over elements or rows.
+
+// Elementwise work below this many elements per part is not worth splitting.
+#define PAR_MIN_ELEMENTS 32768
+
+typedef void (*range_fn)(void *ctx, size_t begin, size_t end);
+
+// Runs fn over [0, total) on this thread (split into parts later).
+static void parallel_for(range_fn fn, void *ctx, size_t total, size_t align, size_t min_part) {
+    (void)align;
+    (void)min_part;
+    if (total) fn(ctx, 0, total);
+}
+
+// ---- exp: the shared algorithm ----
+// exp(x) = 2ⁿ · p(r) with n = rint(x·log2 e) and r = x − n·ln 2 (two-step Cody–Waite), so
+// |r| ≤ ln2/2; p is a degree-6 polynomial fitted for this file (minimax relative error 3e-9 with
+// these Float32 coefficients, so the result is within about 2 ulp). n comes from the shifter
+// 1.5·2²³: t = x·log2e + 1.5·2²³ rounds to an integer, n sits in t's low mantissa bits, and
+// bits(t) << 23 is n in the exponent field, added straight onto p's bits. That is exact when
+// n ∈ [−125, 127] (x ∈ [−86.99, 88.37]), where the result is a normal float; the vector paths
+// send every other input (underflow, overflow, ±inf, NaN) to exp_scalar.
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_SHIFT 12582912.0f  // 1.5·2^23
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO -2.12194440e-4f
+#define EXP_C6 1.382094692e-3f
+#define EXP_C5 8.368683979e-3f
+#define EXP_C4 4.166826606e-2f
+#define EXP_C3 1.666652113e-1f
+#define EXP_C2 4.999999404e-1f
+// The fast path needs bits(t) − EXP_T_MIN ≤ EXP_T_SPAN as unsigned (n = −125 … 127).
+#define EXP_T_MIN (0x4B400000 - 125)
+#define EXP_T_SPAN 252
+// Softmax inputs are ≤ 0: below this the result would be subnormal, and is flushed to 0.
+#define EXP_NEG_MIN -87.33654475f
+
 static inline float exp_scalar(float x) {
     if (x > 88.72283935546875f) return INFINITY;
     if (x < -103.972084f) return 0.0f;
@@ -48,108 +86,199 @@ static inline float exp_scalar(float x) {
     return expf(x);
 }
 
-#if TMF_X86
-// exp via 2^n * p(r), r = x - n ln2, |r| <= ln2/2, degree-6 polynomial (Cephes coefficients).
-__attribute__((target("avx512f")))
-static inline __m512 exp512(__m512 x) {
-    const __m512 hi = _mm512_set1_ps(88.72283935546875f);
-    const __m512 lo = _mm512_set1_ps(-87.33654475f);
-    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-    __m512 r2 = _mm512_mul_ps(r, r);
-    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512 res = _mm512_scalef_ps(p, n);
-    // below the clamp: exact underflow to 0 (matching expf for very negative inputs)
-    __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-103.972084f), _CMP_LT_OQ);
-    res = _mm512_mask_mov_ps(res, tiny, _mm512_setzero_ps());
-    __mmask16 big = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
-    res = _mm512_mask_mov_ps(res, big, _mm512_set1_ps(INFINITY));
-    // inputs between -103.97 and -87.34 are clamped above; recompute them exactly
-    return res;
-}
+// GELU (exact) as x·Φ(x) with Φ(−a) = e^(−a²/2) · S(a), a = |x|, and S = SP(a)/SQ(a) a rational
+// fit (for this file) of the scaled normal tail on [0, 6.25], relative error 1e-7 with these
+// coefficients; beyond 6.25 S is held at S(6.25) (there a·Φ(−a) < 2e-9). Computing the tail
+// directly keeps x·Φ(x) accurate for negative x, where 1 + erf(x/√2) would cancel. Inputs with
+// |x| > 13.18 (where e^(−a²/2) leaves exp's fast range) and NaN take the libm formula.
+#define GS_CLAMP 6.25f
+#define GS_P0 4.999999702e-1f
+#define GS_P1 3.361180723e-1f
+#define GS_P2 1.052792817e-1f
+#define GS_P3 1.380588114e-2f
+#define GS_Q1 1.470116615e+0f
+#define GS_Q2 8.835797310e-1f
+#define GS_Q3 2.633693516e-1f
+#define GS_Q4 3.462546691e-2f
 
-__attribute__((target("avx512f")))
-static void vexp_avx512(const float *x, float *y, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        __mmask16 sub = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-87.33654475f), _CMP_LT_OQ);
-        __m512 e = exp512(v);
-        _mm512_storeu_ps(y + i, e);
-        if (sub) {
-            for (int k = 0; k < 16; k++)
-                if (sub & (1u << k)) y[i + k] = exp_scalar(x[i + k]);
-        }
+// Elementwise maps that go through exp.
+enum { MAP_EXP, MAP_SILU, MAP_GELU_ERF, MAP_GELU_TANH, MAP_GELU_QUICK };
+
+// The libm formula for each map (portable path, and lanes outside exp's fast range).
+static float map_scalar(int kind, float v) {
+    switch (kind) {
+    case MAP_EXP: return exp_scalar(v);
+    case MAP_SILU: return v / (1.0f + exp_scalar(-v));
+    case MAP_GELU_ERF: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case MAP_GELU_TANH: return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    default: return v / (1.0f + exp_scalar(-1.702f * v));
     }
-    for (; i < n; i++) y[i] = exp_scalar(x[i]);
 }
 
-__attribute__((target("avx512f")))
-static void softmax_avx512(const float *x, float *y, size_t rows, size_t cols, int logmode) {
+#if TMF_X86
+#define TMF_AVX512 __attribute__((target("avx512f")))
+#define TMF_AVX2 __attribute__((target("avx2,fma")))
+#define TMF_INLINE static inline __attribute__((always_inline))
+
+// ---- AVX-512 paths (same algorithms and operation order as the AVX2 ones, 16 lanes) ----
+TMF_INLINE TMF_AVX512 __m512 exp512_t(__m512 x) {
+    return _mm512_fmadd_ps(x, _mm512_set1_ps(EXP_LOG2E), _mm512_set1_ps(EXP_SHIFT));
+}
+// Lanes outside exp's fast range (including NaN and ±inf).
+TMF_INLINE TMF_AVX512 __mmask16 exp512_slow(__m512 t) {
+    __m512i d = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(EXP_T_MIN));
+    return _mm512_cmpgt_epu32_mask(d, _mm512_set1_epi32(EXP_T_SPAN));
+}
+// p(r) ∈ [0.70, 1.42] for x and its t.
+TMF_INLINE TMF_AVX512 __m512 exp512_poly(__m512 x, __m512 t) {
+    __m512 n = _mm512_sub_ps(t, _mm512_set1_ps(EXP_SHIFT));
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
+    // Estrin's scheme (shorter dependency chain than Horner):
+    // p = (1 + r) + r²·((c2 + c3·r) + r²·((c4 + c5·r) + r²·c6))
+    __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 lo = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C3), r, _mm512_set1_ps(EXP_C2));
+    __m512 mid = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C5), r, _mm512_set1_ps(EXP_C4));
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C6), r2, mid);
+    q = _mm512_fmadd_ps(q, r2, lo);
+    return _mm512_fmadd_ps(q, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+}
+// eˣ for lanes in the fast range.
+TMF_INLINE TMF_AVX512 __m512 exp512_fast(__m512 x, __m512 t) {
+    __m512i e = _mm512_add_epi32(_mm512_castps_si512(exp512_poly(x, t)), _mm512_slli_epi32(_mm512_castps_si512(t), 23));
+    return _mm512_castsi512_ps(e);
+}
+// eˣ for x ≤ 0 (softmax): 0 below EXP_NEG_MIN, NaN stays NaN.
+TMF_INLINE TMF_AVX512 __m512 exp512_neg(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(EXP_NEG_MIN);
+    __m512 xc = _mm512_max_ps(lo, x);  // NaN x passes through
+    __m512 t = exp512_t(xc);
+    __m512i s = _mm512_add_epi32(_mm512_slli_epi32(_mm512_castps_si512(t), 23), _mm512_set1_epi32(0x3F800000));
+    __m512 e = _mm512_mul_ps(exp512_poly(xc, t), _mm512_castsi512_ps(s));
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), e);
+}
+
+TMF_INLINE TMF_AVX512 __m512 map_arg512(int kind, __m512 v) {
+    switch (kind) {
+    case MAP_EXP: return v;
+    case MAP_SILU: return _mm512_sub_ps(_mm512_setzero_ps(), v);
+    case MAP_GELU_ERF: return _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(-0.5f)), v);
+    case MAP_GELU_TANH: {
+        __m512 w = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(v, v), _mm512_set1_ps(0.044715f)), v, v);
+        return _mm512_mul_ps(w, _mm512_set1_ps(-2.0f * 0.7978845608028654f));
+    }
+    default: return _mm512_mul_ps(v, _mm512_set1_ps(-1.702f));
+    }
+}
+
+TMF_INLINE TMF_AVX512 __m512 map_fin512(int kind, __m512 v, __m512 e) {
+    switch (kind) {
+    case MAP_EXP: return e;
+    case MAP_GELU_ERF: {
+        __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF)));
+        __m512 ac = _mm512_min_ps(a, _mm512_set1_ps(GS_CLAMP));
+        __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(GS_P3), ac, _mm512_set1_ps(GS_P2));
+        p = _mm512_fmadd_ps(p, ac, _mm512_set1_ps(GS_P1));
+        p = _mm512_fmadd_ps(p, ac, _mm512_set1_ps(GS_P0));
+        __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(GS_Q4), ac, _mm512_set1_ps(GS_Q3));
+        q = _mm512_fmadd_ps(q, ac, _mm512_set1_ps(GS_Q2));
+        q = _mm512_fmadd_ps(q, ac, _mm512_set1_ps(GS_Q1));
+        q = _mm512_fmadd_ps(q, ac, _mm512_set1_ps(1.0f));
+        __m512 w = _mm512_div_ps(_mm512_mul_ps(a, p), q);
+        return _mm512_fnmadd_ps(w, e, _mm512_max_ps(_mm512_setzero_ps(), v));  // max(x, 0) − e·(|x|·P/Q)
+    }
+    default: return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    }
+}
+
+// One vector of 16 from src to dst (which may be the same), slow lanes through libm.
+TMF_INLINE TMF_AVX512 void map_one512(int kind, const float *src, float *dst, __mmask16 valid) {
+    __m512 v = _mm512_maskz_loadu_ps(valid, src);
+    __m512 a = map_arg512(kind, v), t = exp512_t(a);
+    __mmask16 slow = exp512_slow(t) & valid;
+    float keep[16];
+    if (slow) _mm512_storeu_ps(keep, v);
+    _mm512_mask_storeu_ps(dst, valid, map_fin512(kind, v, exp512_fast(a, t)));
+    if (slow)
+        for (int k = 0; k < 16; k++)
+            if (slow & (1u << k)) dst[k] = map_scalar(kind, keep[k]);
+}
+
+TMF_INLINE TMF_AVX512 void map_avx512(int kind, const float *x, float *y, size_t n) {
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+        __m512 v2 = _mm512_loadu_ps(x + i + 32), v3 = _mm512_loadu_ps(x + i + 48);
+        __m512 a0 = map_arg512(kind, v0), a1 = map_arg512(kind, v1), a2 = map_arg512(kind, v2), a3 = map_arg512(kind, v3);
+        __m512 t0 = exp512_t(a0), t1 = exp512_t(a1), t2 = exp512_t(a2), t3 = exp512_t(a3);
+        __mmask16 s0 = exp512_slow(t0), s1 = exp512_slow(t1), s2 = exp512_slow(t2), s3 = exp512_slow(t3);
+        if (__builtin_expect((s0 | s1 | s2 | s3) != 0, 0)) {
+            for (int k = 0; k < 4; k++) map_one512(kind, x + i + 16 * k, y + i + 16 * k, 0xFFFF);
+            continue;
+        }
+        _mm512_storeu_ps(y + i, map_fin512(kind, v0, exp512_fast(a0, t0)));
+        _mm512_storeu_ps(y + i + 16, map_fin512(kind, v1, exp512_fast(a1, t1)));
+        _mm512_storeu_ps(y + i + 32, map_fin512(kind, v2, exp512_fast(a2, t2)));
+        _mm512_storeu_ps(y + i + 48, map_fin512(kind, v3, exp512_fast(a3, t3)));
+    }
+    for (; i < n; i += 16) {
+        size_t left = n - i;
+        __mmask16 valid = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        map_one512(kind, x + i, y + i, valid);
+    }
+}
+
+TMF_AVX512 static void vexp_avx512(const float *x, float *y, size_t n) { map_avx512(MAP_EXP, x, y, n); }
+TMF_AVX512 static void silu_avx512(const float *x, float *y, size_t n) { map_avx512(MAP_SILU, x, y, n); }
+
+TMF_AVX512 static void softmax_avx512(const float *x, float *y, size_t rows, size_t cols, int logmode) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
         size_t i = 0;
-        __m512 vm = _mm512_set1_ps(-INFINITY);
-        for (; i + 16 <= cols; i += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(xr + i));
-        float m = _mm512_reduce_max_ps(vm);
-        for (; i < cols; i++) if (xr[i] > m) m = xr[i];
+        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+        for (; i + 32 <= cols; i += 32) {
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(xr + i));
+            m1 = _mm512_max_ps(m1, _mm512_loadu_ps(xr + i + 16));
+        }
+        for (; i < cols; i += 16) {
+            size_t left = cols - i;
+            __mmask16 valid = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), valid, xr + i));
+        }
+        float m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
         if (m == -INFINITY) m = 0.0f;  // a fully masked row: avoid (-inf) - (-inf)
         __m512 mv = _mm512_set1_ps(m);
-        __m512 vs = _mm512_setzero_ps();
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+        i = 0;
+        for (; i + 32 <= cols; i += 32) {
+            __m512 e0 = exp512_neg(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv));
+            __m512 e1 = exp512_neg(_mm512_sub_ps(_mm512_loadu_ps(xr + i + 16), mv));
+            if (!logmode) { _mm512_storeu_ps(yr + i, e0); _mm512_storeu_ps(yr + i + 16, e1); }
+            s0 = _mm512_add_ps(s0, e0);
+            s1 = _mm512_add_ps(s1, e1);
+        }
+        for (; i < cols; i += 16) {
+            size_t left = cols - i;
+            __mmask16 valid = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 e = exp512_neg(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), valid, xr + i), mv));
+            if (!logmode) _mm512_mask_storeu_ps(yr + i, valid, e);
+            s0 = _mm512_add_ps(s0, e);
+        }
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
         i = 0;
         if (logmode) {
-            for (; i + 16 <= cols; i += 16) {
-                __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv));
-                vs = _mm512_add_ps(vs, e);
-            }
-        } else {
-            for (; i + 16 <= cols; i += 16) {
-                __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv));
-                _mm512_storeu_ps(yr + i, e);
-                vs = _mm512_add_ps(vs, e);
-            }
-        }
-        float s = _mm512_reduce_add_ps(vs);
-        for (; i < cols; i++) {
-            float e = exp_scalar(xr[i] - m);
-            if (!logmode) yr[i] = e;
-            s += e;
-        }
-        i = 0;
-        if (logmode) {
-            __m512 sh = _mm512_set1_ps(m + logf(s));
-            for (; i + 16 <= cols; i += 16) _mm512_storeu_ps(yr + i, _mm512_sub_ps(_mm512_loadu_ps(xr + i), sh));
             float shs = m + logf(s);
+            __m512 sh = _mm512_set1_ps(shs);
+            for (; i + 16 <= cols; i += 16) _mm512_storeu_ps(yr + i, _mm512_sub_ps(_mm512_loadu_ps(xr + i), sh));
             for (; i < cols; i++) yr[i] = xr[i] - shs;
         } else {
-            __m512 inv = _mm512_set1_ps(1.0f / s);
-            for (; i + 16 <= cols; i += 16) _mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_loadu_ps(yr + i), inv));
             float invs = 1.0f / s;
+            __m512 inv = _mm512_set1_ps(invs);
+            for (; i + 16 <= cols; i += 16) _mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_loadu_ps(yr + i), inv));
             for (; i < cols; i++) yr[i] *= invs;
         }
     }
-}
-
-__attribute__((target("avx512f")))
-static void silu_avx512(const float *x, float *y, size_t n) {
-    size_t i = 0;
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), v));
-        _mm512_storeu_ps(y + i, _mm512_div_ps(v, _mm512_add_ps(one, e)));
-    }
-    for (; i < n; i++) y[i] = x[i] / (1.0f + exp_scalar(-x[i]));
 }
 
 __attribute__((target("avx512f,avx512bf16,avx512bw")))
@@ -171,8 +300,7 @@ static float dot_bf16_avx512(const uint16_t *a, const uint16_t *b, size_t n) {
     return s;
 }
 
-__attribute__((target("avx512f")))
-static float dot_bf16_f32_avx512(const uint16_t *a, const float *b, size_t n) {
+TMF_AVX512 static float dot_bf16_f32_avx512(const uint16_t *a, const float *b, size_t n) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -189,98 +317,205 @@ static float dot_bf16_f32_avx512(const uint16_t *a, const float *b, size_t n) {
     return s;
 }
 
-// ---- AVX2 + FMA paths (same algorithms as the AVX-512 ones, 8 lanes) ----
-__attribute__((target("avx2,fma")))
-static inline __m256 exp256(__m256 x) {
-    const __m256 hi = _mm256_set1_ps(88.72283935546875f);
-    const __m256 lo = _mm256_set1_ps(-87.33654475f);
-    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+// ---- AVX2 + FMA paths (8 lanes) ----
+TMF_INLINE TMF_AVX2 __m256 exp256_t(__m256 x) {
+    return _mm256_fmadd_ps(x, _mm256_set1_ps(EXP_LOG2E), _mm256_set1_ps(EXP_SHIFT));
+}
+// bits(t) − EXP_T_MIN: lanes above EXP_T_SPAN (unsigned) are outside exp's fast range.
+TMF_INLINE TMF_AVX2 __m256i exp256_range(__m256 t) {
+    return _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(EXP_T_MIN));
+}
+// The slow lanes of one exp256_range result, as a movemask.
+TMF_INLINE TMF_AVX2 int exp256_slow_mask(__m256i d) {
+    const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
+    __m256i over = _mm256_cmpgt_epi32(_mm256_xor_si256(d, flip), _mm256_set1_epi32((int)(0x80000000u + EXP_T_SPAN)));
+    return _mm256_movemask_ps(_mm256_castsi256_ps(over));
+}
+TMF_INLINE TMF_AVX2 __m256 exp256_poly(__m256 x, __m256 t) {
+    __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(EXP_SHIFT));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+    // Estrin's scheme (shorter dependency chain than Horner):
+    // p = (1 + r) + r²·((c2 + c3·r) + r²·((c4 + c5·r) + r²·c6))
     __m256 r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    // 2^n split in two factors so n = 128 (x near the overflow edge) stays finite.
-    __m256i ni = _mm256_cvtps_epi32(n);
-    __m256i n1 = _mm256_srai_epi32(ni, 1);
-    __m256i n2 = _mm256_sub_epi32(ni, n1);
-    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
-    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
-    __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-    res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
-    return res;
+    __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C3), r, _mm256_set1_ps(EXP_C2));
+    __m256 mid = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C5), r, _mm256_set1_ps(EXP_C4));
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C6), r2, mid);
+    q = _mm256_fmadd_ps(q, r2, lo);
+    return _mm256_fmadd_ps(q, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+}
+TMF_INLINE TMF_AVX2 __m256 exp256_fast(__m256 x, __m256 t) {
+    __m256i e = _mm256_add_epi32(_mm256_castps_si256(exp256_poly(x, t)), _mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    return _mm256_castsi256_ps(e);
+}
+// eˣ for x ≤ 0 (softmax): 0 below EXP_NEG_MIN, NaN stays NaN.
+TMF_INLINE TMF_AVX2 __m256 exp256_neg(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(EXP_NEG_MIN);
+    __m256 xc = _mm256_max_ps(lo, x);  // NaN x passes through
+    __m256 t = exp256_t(xc);
+    __m256i s = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23), _mm256_set1_epi32(0x3F800000));
+    __m256 e = _mm256_mul_ps(exp256_poly(xc, t), _mm256_castsi256_ps(s));
+    return _mm256_and_ps(e, _mm256_cmp_ps(x, lo, _CMP_NLT_UQ));
 }
 
-__attribute__((target("avx2,fma")))
-static inline float hsum256(__m256 v) {
+TMF_INLINE TMF_AVX2 __m256 map_arg256(int kind, __m256 v) {
+    switch (kind) {
+    case MAP_EXP: return v;
+    case MAP_SILU: return _mm256_sub_ps(_mm256_setzero_ps(), v);
+    case MAP_GELU_ERF: return _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(-0.5f)), v);
+    case MAP_GELU_TANH: {
+        __m256 w = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(v, v), _mm256_set1_ps(0.044715f)), v, v);
+        return _mm256_mul_ps(w, _mm256_set1_ps(-2.0f * 0.7978845608028654f));
+    }
+    default: return _mm256_mul_ps(v, _mm256_set1_ps(-1.702f));
+    }
+}
+
+TMF_INLINE TMF_AVX2 __m256 map_fin256(int kind, __m256 v, __m256 e) {
+    switch (kind) {
+    case MAP_EXP: return e;
+    case MAP_GELU_ERF: {
+        __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+        __m256 ac = _mm256_min_ps(a, _mm256_set1_ps(GS_CLAMP));
+        __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(GS_P3), ac, _mm256_set1_ps(GS_P2));
+        p = _mm256_fmadd_ps(p, ac, _mm256_set1_ps(GS_P1));
+        p = _mm256_fmadd_ps(p, ac, _mm256_set1_ps(GS_P0));
+        __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(GS_Q4), ac, _mm256_set1_ps(GS_Q3));
+        q = _mm256_fmadd_ps(q, ac, _mm256_set1_ps(GS_Q2));
+        q = _mm256_fmadd_ps(q, ac, _mm256_set1_ps(GS_Q1));
+        q = _mm256_fmadd_ps(q, ac, _mm256_set1_ps(1.0f));
+        // x·Φ(x) = x − |x|·Φ(−|x|) for x ≥ 0 and −|x|·Φ(−|x|) for x < 0, so max(x, 0) − e·(|x|·P/Q);
+        // |x|·P/Q does not wait for e. (NaN cannot reach here: those lanes take the libm formula.)
+        __m256 w = _mm256_div_ps(_mm256_mul_ps(a, p), q);
+        return _mm256_fnmadd_ps(w, e, _mm256_max_ps(_mm256_setzero_ps(), v));  // max(0, −0) is −0
+    }
+    default: return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    }
+}
+
+// Eight lanes from src to dst (which may be the same), slow lanes through libm.
+TMF_INLINE TMF_AVX2 void map_one256(int kind, const float *src, float *dst) {
+    __m256 v = _mm256_loadu_ps(src);
+    __m256 a = map_arg256(kind, v), t = exp256_t(a);
+    int slow = exp256_slow_mask(exp256_range(t));
+    float keep[8];
+    if (slow) _mm256_storeu_ps(keep, v);
+    _mm256_storeu_ps(dst, map_fin256(kind, v, exp256_fast(a, t)));
+    if (slow)
+        for (int k = 0; k < 8; k++)
+            if (slow & (1 << k)) dst[k] = map_scalar(kind, keep[k]);
+}
+
+// `unroll` vectors per iteration (the polynomial is a long dependency chain) with one range
+// check for them all. Every element gets the same arithmetic wherever it sits, tails included.
+TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y, size_t n) {
+    size_t i = 0;
+    const size_t step = 8 * (size_t)unroll;
+    const __m256i span = _mm256_set1_epi32(EXP_T_SPAN);
+    for (; i + step <= n; i += step) {
+        __m256 v[4], a[4], t[4];
+        __m256i d = _mm256_setzero_si256();
+        for (int k = 0; k < unroll; k++) {
+            v[k] = _mm256_loadu_ps(x + i + 8 * k);
+            a[k] = map_arg256(kind, v[k]);
+            t[k] = exp256_t(a[k]);
+            d = _mm256_max_epu32(d, exp256_range(t[k]));
+        }
+        __m256i fine = _mm256_cmpeq_epi32(_mm256_max_epu32(d, span), span);
+        if (__builtin_expect(_mm256_movemask_epi8(fine) != -1, 0)) {
+            for (int k = 0; k < unroll; k++) map_one256(kind, x + i + 8 * k, y + i + 8 * k);
+            continue;
+        }
+        for (int k = 0; k < unroll; k++) _mm256_storeu_ps(y + i + 8 * k, map_fin256(kind, v[k], exp256_fast(a[k], t[k])));
+    }
+    for (; i + 8 <= n; i += 8) map_one256(kind, x + i, y + i);
+    if (i < n) {
+        float buf[8] = {0};
+        memcpy(buf, x + i, (n - i) * sizeof(float));
+        map_one256(kind, buf, buf);
+        memcpy(y + i, buf, (n - i) * sizeof(float));
+    }
+}
+
+// Four vectors per iteration, but two for exact GELU (whose extra live values would spill).
+TMF_AVX2 static void vexp_avx2(const float *x, float *y, size_t n) { map_avx2(MAP_EXP, 4, x, y, n); }
+TMF_AVX2 static void silu_avx2(const float *x, float *y, size_t n) { map_avx2(MAP_SILU, 4, x, y, n); }
+TMF_AVX2 static void gelu_avx2(const float *x, float *y, size_t n, int mode) {
+    if (mode == 0) map_avx2(MAP_GELU_ERF, 2, x, y, n);
+    else if (mode == 1) map_avx2(MAP_GELU_TANH, 4, x, y, n);
+    else map_avx2(MAP_GELU_QUICK, 4, x, y, n);
+}
+
+TMF_AVX2 static inline float hsum256(__m256 v) {
     float t[8]; memcpy(t, &v, 32);
     return ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
 }
-__attribute__((target("avx2,fma")))
-static inline float hmax256(__m256 v) {
+TMF_AVX2 static inline float hmax256(__m256 v) {
     float t[8]; memcpy(t, &v, 32);
     float m = t[0];
     for (int i = 1; i < 8; i++) if (t[i] > m) m = t[i];
     return m;
 }
 
-__attribute__((target("avx2,fma")))
-static void vexp_avx2(const float *x, float *y, size_t n) {
-    size_t i = 0;
-    const __m256 lo = _mm256_set1_ps(-87.33654475f);
-    // Four independent vectors per iteration: the polynomial is a long dependency chain.
-    for (; i + 32 <= n; i += 32) {
-        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-        __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
-        __m256 small = _mm256_min_ps(_mm256_min_ps(v0, v1), _mm256_min_ps(v2, v3));
-        int sub = _mm256_movemask_ps(_mm256_cmp_ps(small, lo, _CMP_LT_OQ));
-        _mm256_storeu_ps(y + i, exp256(v0));
-        _mm256_storeu_ps(y + i + 8, exp256(v1));
-        _mm256_storeu_ps(y + i + 16, exp256(v2));
-        _mm256_storeu_ps(y + i + 24, exp256(v3));
-        if (sub) for (int k = 0; k < 32; k++) if (x[i + k] < -87.33654475f) y[i + k] = exp_scalar(x[i + k]);
-    }
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        int sub = _mm256_movemask_ps(_mm256_cmp_ps(v, lo, _CMP_LT_OQ));
-        _mm256_storeu_ps(y + i, exp256(v));
-        if (sub) for (int k = 0; k < 8; k++) if (sub & (1 << k)) y[i + k] = exp_scalar(x[i + k]);
-    }
-    for (; i < n; i++) y[i] = exp_scalar(x[i]);
-}
-
-__attribute__((target("avx2,fma")))
-static void softmax_avx2(const float *x, float *y, size_t rows, size_t cols, int logmode) {
+TMF_AVX2 static void softmax_avx2(const float *x, float *y, size_t rows, size_t cols, int logmode) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    const __m256i span = _mm256_set1_epi32(EXP_T_SPAN);
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
         size_t i = 0;
-        __m256 vm = _mm256_set1_ps(-INFINITY);
-        for (; i + 8 <= cols; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(xr + i));
-        float m = hmax256(vm);
+        __m256 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+        for (; i + 32 <= cols; i += 32) {
+            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(xr + i));
+            m1 = _mm256_max_ps(m1, _mm256_loadu_ps(xr + i + 8));
+            m2 = _mm256_max_ps(m2, _mm256_loadu_ps(xr + i + 16));
+            m3 = _mm256_max_ps(m3, _mm256_loadu_ps(xr + i + 24));
+        }
+        for (; i + 8 <= cols; i += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(xr + i));
+        float m = hmax256(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
         for (; i < cols; i++) if (xr[i] > m) m = xr[i];
-        if (m == -INFINITY) m = 0.0f;
+        if (m == -INFINITY) m = 0.0f;  // a fully masked row: avoid (-inf) - (-inf)
         __m256 mv = _mm256_set1_ps(m);
-        __m256 vs = _mm256_setzero_ps();
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
         i = 0;
+        for (; i + 32 <= cols; i += 32) {
+            __m256 a0 = _mm256_sub_ps(_mm256_loadu_ps(xr + i), mv), a1 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 8), mv);
+            __m256 a2 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 16), mv), a3 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 24), mv);
+            __m256 t0 = exp256_t(a0), t1 = exp256_t(a1), t2 = exp256_t(a2), t3 = exp256_t(a3);
+            __m256i d = _mm256_max_epu32(_mm256_max_epu32(exp256_range(t0), exp256_range(t1)),
+                                         _mm256_max_epu32(exp256_range(t2), exp256_range(t3)));
+            __m256i fine = _mm256_cmpeq_epi32(_mm256_max_epu32(d, span), span);
+            __m256 e0, e1, e2, e3;
+            if (__builtin_expect(_mm256_movemask_epi8(fine) == -1, 1)) {
+                // all in exp's fast range (the same values exp256_neg gives)
+                e0 = exp256_fast(a0, t0); e1 = exp256_fast(a1, t1); e2 = exp256_fast(a2, t2); e3 = exp256_fast(a3, t3);
+            } else {
+                e0 = exp256_neg(a0); e1 = exp256_neg(a1); e2 = exp256_neg(a2); e3 = exp256_neg(a3);
+            }
+            if (!logmode) {
+                _mm256_storeu_ps(yr + i, e0);
+                _mm256_storeu_ps(yr + i + 8, e1);
+                _mm256_storeu_ps(yr + i + 16, e2);
+                _mm256_storeu_ps(yr + i + 24, e3);
+            }
+            s0 = _mm256_add_ps(s0, e0);
+            s1 = _mm256_add_ps(s1, e1);
+            s2 = _mm256_add_ps(s2, e2);
+            s3 = _mm256_add_ps(s3, e3);
+        }
         for (; i + 8 <= cols; i += 8) {
-            __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mv));
+            __m256 e = exp256_neg(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mv));
             if (!logmode) _mm256_storeu_ps(yr + i, e);
-            vs = _mm256_add_ps(vs, e);
+            s0 = _mm256_add_ps(s0, e);
         }
-        float s = hsum256(vs);
-        for (; i < cols; i++) {
-            float e = exp_scalar(xr[i] - m);
-            if (!logmode) yr[i] = e;
-            s += e;
+        if (i < cols) {  // the tail, padded with −∞ (whose exp is 0)
+            float buf[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+            memcpy(buf, xr + i, (cols - i) * sizeof(float));
+            __m256 e = exp256_neg(_mm256_sub_ps(_mm256_loadu_ps(buf), mv));
+            if (!logmode) { _mm256_storeu_ps(buf, e); memcpy(yr + i, buf, (cols - i) * sizeof(float)); }
+            s0 = _mm256_add_ps(s0, e);
         }
+        float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
         i = 0;
         if (logmode) {
             float shs = m + logf(s);
@@ -295,20 +530,7 @@ static void softmax_avx2(const float *x, float *y, size_t rows, size_t cols, int
         }
     }
 }
-
-__attribute__((target("avx2,fma")))
-static void silu_avx2(const float *x, float *y, size_t n) {
-    size_t i = 0;
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), v));
-        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
-    }
-    for (; i < n; i++) y[i] = x[i] / (1.0f + exp_scalar(-x[i]));
-}
-
-__attribute__((target("avx2,fma")))
+TMF_AVX2
 static float dot_bf16_f32_avx2(const uint16_t *a, const float *b, size_t n) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     size_t i = 0;
@@ -326,7 +548,7 @@ static float dot_bf16_f32_avx2(const uint16_t *a, const float *b, size_t n) {
     return s;
 }
 
-__attribute__((target("avx2,fma")))
+TMF_AVX2
 static float dot_bf16_avx2(const uint16_t *a, const uint16_t *b, size_t n) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     size_t i = 0;
@@ -347,7 +569,7 @@ static float dot_bf16_avx2(const uint16_t *a, const uint16_t *b, size_t n) {
     return s;
 }
 
-__attribute__((target("avx2,fma")))
+TMF_AVX2
 static void rmsnorm_avx2(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
@@ -371,7 +593,7 @@ static void rmsnorm_avx2(const float *x, const float *w, float *y, float *inv, s
     }
 }
 
-__attribute__((target("avx2,fma")))
+TMF_AVX2
 static float dot_avx2(const float *a, const float *b, size_t n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     size_t i = 0;
@@ -384,7 +606,7 @@ static float dot_avx2(const float *a, const float *b, size_t n) {
     return s;
 }
 
-__attribute__((target("avx2,fma")))
+TMF_AVX2
 static void softmax_backward_avx2(const float *y, const float *dy, float *dx, size_t rows, size_t cols) {
     for (size_t r = 0; r < rows; r++) {
         const float *yr = y + r * cols, *gr = dy + r * cols;
@@ -401,62 +623,51 @@ static void softmax_backward_avx2(const float *y, const float *dy, float *dx, si
     }
 }
 
-// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), vectorised with exp256.
-__attribute__((target("avx2,fma")))
-static inline __m256 erf256(__m256 x) {
-    const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
-    __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), ax, _mm256_set1_ps(1.0f)));
-    __m256 p = _mm256_set1_ps(1.061405429f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-    p = _mm256_mul_ps(p, t);
-    __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(ax, ax)));
-    __m256 y = _mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f));
-    return _mm256_or_ps(y, sign);
+#endif
+
+// ---- public entry points: dispatch on the CPU, split large work over the kernel threads ----
+
+typedef struct { const float *x; float *y; int kind; } map_ctx;
+
+static void map_range(void *c, size_t b, size_t e) {
+    const map_ctx *k = c;
+    const float *x = k->x + b;
+    float *y = k->y + b;
+    size_t n = e - b;
+#if TMF_X86
+    if ((cpu_flags() & 1) && (k->kind == MAP_EXP || k->kind == MAP_SILU)) {
+        if (k->kind == MAP_EXP) vexp_avx512(x, y, n); else silu_avx512(x, y, n);
+        return;
+    }
+    if (cpu_flags() & 4) {
+        switch (k->kind) {
+        case MAP_EXP: vexp_avx2(x, y, n); return;
+        case MAP_SILU: silu_avx2(x, y, n); return;
+        case MAP_GELU_ERF: gelu_avx2(x, y, n, 0); return;
+        case MAP_GELU_TANH: gelu_avx2(x, y, n, 1); return;
+        default: gelu_avx2(x, y, n, 2); return;
+        }
+    }
+#endif
+    for (size_t i = 0; i < n; i++) y[i] = map_scalar(k->kind, x[i]);
 }
 
-__attribute__((target("avx2,fma")))
-static void gelu_avx2(const float *x, float *y, size_t n, int mode) {
-    size_t i = 0;
-    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i), r;
-        if (mode == 0) {
-            r = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf256(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)))));
-        } else if (mode == 1) {
-            // 0.5x(1 + tanh(u)) = x · σ(2u)
-            __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
-                                     _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v), _mm256_mul_ps(v, v), v));
-            __m256 e = exp256(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
-            r = _mm256_div_ps(v, _mm256_add_ps(one, e));
-        } else {
-            __m256 e = exp256(_mm256_mul_ps(_mm256_set1_ps(-1.702f), v));
-            r = _mm256_div_ps(v, _mm256_add_ps(one, e));
-        }
-        _mm256_storeu_ps(y + i, r);
-    }
-    for (; i < n; i++) {
-        float v = x[i];
-        if (mode == 0) y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-        else if (mode == 1) y[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-        else y[i] = v / (1.0f + exp_scalar(-1.702f * v));
-    }
+static void map_parallel(int kind, const float *x, float *y, size_t n) {
+    map_ctx c = {x, y, kind};
+    parallel_for(map_range, &c, n, 64, PAR_MIN_ELEMENTS);
 }
-#endif
+
+// Rows per part so that a part holds at least PAR_MIN_ELEMENTS elements.
+static size_t min_rows(size_t cols) {
+    return cols == 0 ? (size_t)-1 : (PAR_MIN_ELEMENTS + cols - 1) / cols;
+}
+
+void tmf_vexp(const float *x, float *y, size_t n) { map_parallel(MAP_EXP, x, y, n); }
+
+void tmf_silu(const float *x, float *y, size_t n) { map_parallel(MAP_SILU, x, y, n); }
 
 void tmf_gelu(const float *x, float *y, size_t n, int mode) {
-#if TMF_X86
-    if (cpu_flags() & 4) { gelu_avx2(x, y, n, mode); return; }
-#endif
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        if (mode == 0) y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-        else if (mode == 1) y[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-        else y[i] = v / (1.0f + exp_scalar(-1.702f * v));
-    }
+    map_parallel(mode == 0 ? MAP_GELU_ERF : (mode == 1 ? MAP_GELU_TANH : MAP_GELU_QUICK), x, y, n);
 }
 
 float tmf_dot(const float *a, const float *b, size_t n) {
@@ -466,58 +677,6 @@ float tmf_dot(const float *a, const float *b, size_t n) {
     float s = 0.0f;
     for (size_t i = 0; i < n; i++) s += a[i] * b[i];
     return s;
-}
-
-void tmf_softmax_backward_rows(const float *y, const float *dy, float *dx, size_t rows, size_t cols) {
-#if TMF_X86
-    if (cpu_flags() & 4) { softmax_backward_avx2(y, dy, dx, rows, cols); return; }
-#endif
-    for (size_t r = 0; r < rows; r++) {
-        const float *yr = y + r * cols, *gr = dy + r * cols;
-        float *dr = dx + r * cols;
-        float d = 0.0f;
-        for (size_t i = 0; i < cols; i++) d += yr[i] * gr[i];
-        for (size_t i = 0; i < cols; i++) dr[i] += yr[i] * (gr[i] - d);
-    }
-}
-
-void tmf_rmsnorm_backward_rows(const float *x, const float *w, const float *inv, const float *dy,
-                               float *dx, float *dw, size_t rows, size_t cols) {
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols, *gr = dy + r * cols;
-        float iv = inv[r];
-        if (dw) for (size_t i = 0; i < cols; i++) dw[i] += gr[i] * xr[i] * iv;
-        if (dx) {
-            float d = 0.0f;
-            for (size_t i = 0; i < cols; i++) d += gr[i] * w[i] * xr[i];
-            float c = d * iv * iv / (float)cols;
-            float *dr = dx + r * cols;
-            for (size_t i = 0; i < cols; i++) dr[i] += iv * (gr[i] * w[i] - xr[i] * c);
-        }
-    }
-}
-
-void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps) {
-#if TMF_X86
-    if (cpu_flags() & 4) { rmsnorm_avx2(x, w, y, inv, rows, cols, eps); return; }
-#endif
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
-        float *yr = y + r * cols;
-        float ss = 0.0f;
-        for (size_t i = 0; i < cols; i++) ss += xr[i] * xr[i];
-        float iv = 1.0f / sqrtf(ss / (float)cols + eps);
-        if (inv) inv[r] = iv;
-        for (size_t i = 0; i < cols; i++) yr[i] = xr[i] * iv * w[i];
-    }
-}
-
-void tmf_vexp(const float *x, float *y, size_t n) {
-#if TMF_X86
-    if (cpu_flags() & 1) { vexp_avx512(x, y, n); return; }
-    if (cpu_flags() & 4) { vexp_avx2(x, y, n); return; }
-#endif
-    for (size_t i = 0; i < n; i++) y[i] = exp_scalar(x[i]);
 }
 
 static void softmax_scalar(const float *x, float *y, size_t rows, size_t cols, int logmode) {
@@ -534,28 +693,111 @@ static void softmax_scalar(const float *x, float *y, size_t rows, size_t cols, i
     }
 }
 
-void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
+typedef struct { const float *x; float *y; size_t cols; int logmode; } softmax_ctx;
+
+static void softmax_range(void *c, size_t b, size_t e) {
+    const softmax_ctx *k = c;
+    const float *x = k->x + b * k->cols;
+    float *y = k->y + b * k->cols;
 #if TMF_X86
-    if (cpu_flags() & 1) { softmax_avx512(x, y, rows, cols, 0); return; }
-    if (cpu_flags() & 4) { softmax_avx2(x, y, rows, cols, 0); return; }
+    if (cpu_flags() & 1) { softmax_avx512(x, y, e - b, k->cols, k->logmode); return; }
+    if (cpu_flags() & 4) { softmax_avx2(x, y, e - b, k->cols, k->logmode); return; }
 #endif
-    softmax_scalar(x, y, rows, cols, 0);
+    softmax_scalar(x, y, e - b, k->cols, k->logmode);
+}
+
+void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
+    softmax_ctx c = {x, y, cols, 0};
+    parallel_for(softmax_range, &c, rows, 1, min_rows(cols));
 }
 
 void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
-#if TMF_X86
-    if (cpu_flags() & 1) { softmax_avx512(x, y, rows, cols, 1); return; }
-    if (cpu_flags() & 4) { softmax_avx2(x, y, rows, cols, 1); return; }
-#endif
-    softmax_scalar(x, y, rows, cols, 1);
+    softmax_ctx c = {x, y, cols, 1};
+    parallel_for(softmax_range, &c, rows, 1, min_rows(cols));
 }
 
-void tmf_silu(const float *x, float *y, size_t n) {
+typedef struct { const float *y, *dy; float *dx; size_t cols; } softmax_backward_ctx;
+
+static void softmax_backward_range(void *c, size_t b, size_t e) {
+    const softmax_backward_ctx *k = c;
+    size_t cols = k->cols;
 #if TMF_X86
-    if (cpu_flags() & 1) { silu_avx512(x, y, n); return; }
-    if (cpu_flags() & 4) { silu_avx2(x, y, n); return; }
+    if (cpu_flags() & 4) { softmax_backward_avx2(k->y + b * cols, k->dy + b * cols, k->dx + b * cols, e - b, cols); return; }
 #endif
-    for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + exp_scalar(-x[i]));
+    for (size_t r = b; r < e; r++) {
+        const float *yr = k->y + r * cols, *gr = k->dy + r * cols;
+        float *dr = k->dx + r * cols;
+        float d = 0.0f;
+        for (size_t i = 0; i < cols; i++) d += yr[i] * gr[i];
+        for (size_t i = 0; i < cols; i++) dr[i] += yr[i] * (gr[i] - d);
+    }
+}
+
+void tmf_softmax_backward_rows(const float *y, const float *dy, float *dx, size_t rows, size_t cols) {
+    softmax_backward_ctx c = {y, dy, dx, cols};
+    parallel_for(softmax_backward_range, &c, rows, 1, min_rows(cols));
+}
+
+typedef struct { const float *x, *w, *inv, *dy; float *dx, *dw; size_t rows, cols; } rmsnorm_backward_ctx;
+
+// dx for rows [b, e).
+static void rmsnorm_backward_dx(void *c, size_t b, size_t e) {
+    const rmsnorm_backward_ctx *k = c;
+    size_t cols = k->cols;
+    for (size_t r = b; r < e; r++) {
+        const float *xr = k->x + r * cols, *gr = k->dy + r * cols;
+        float iv = k->inv[r];
+        float d = 0.0f;
+        for (size_t i = 0; i < cols; i++) d += gr[i] * k->w[i] * xr[i];
+        float cc = d * iv * iv / (float)cols;
+        float *dr = k->dx + r * cols;
+        for (size_t i = 0; i < cols; i++) dr[i] += iv * (gr[i] * k->w[i] - xr[i] * cc);
+    }
+}
+
+// dw for columns [b, e), summed over all rows in order (so a column's sum never depends on
+// how the columns were split).
+static void rmsnorm_backward_dw(void *c, size_t b, size_t e) {
+    const rmsnorm_backward_ctx *k = c;
+    size_t cols = k->cols;
+    for (size_t r = 0; r < k->rows; r++) {
+        const float *xr = k->x + r * cols, *gr = k->dy + r * cols;
+        float iv = k->inv[r];
+        for (size_t i = b; i < e; i++) k->dw[i] += gr[i] * xr[i] * iv;
+    }
+}
+
+void tmf_rmsnorm_backward_rows(const float *x, const float *w, const float *inv, const float *dy,
+                               float *dx, float *dw, size_t rows, size_t cols) {
+    rmsnorm_backward_ctx c = {x, w, inv, dy, dx, dw, rows, cols};
+    if (dw) parallel_for(rmsnorm_backward_dw, &c, cols, 64, rows == 0 ? (size_t)-1 : (PAR_MIN_ELEMENTS + rows - 1) / rows);
+    if (dx) parallel_for(rmsnorm_backward_dx, &c, rows, 1, min_rows(cols));
+}
+
+typedef struct { const float *x, *w; float *y, *inv; size_t cols; float eps; } rmsnorm_ctx;
+
+static void rmsnorm_range(void *c, size_t b, size_t e) {
+    const rmsnorm_ctx *k = c;
+    size_t cols = k->cols;
+    const float *x = k->x + b * cols;
+    float *y = k->y + b * cols, *inv = k->inv ? k->inv + b : NULL;
+#if TMF_X86
+    if (cpu_flags() & 4) { rmsnorm_avx2(x, k->w, y, inv, e - b, cols, k->eps); return; }
+#endif
+    for (size_t r = 0; r < e - b; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        float ss = 0.0f;
+        for (size_t i = 0; i < cols; i++) ss += xr[i] * xr[i];
+        float iv = 1.0f / sqrtf(ss / (float)cols + k->eps);
+        if (inv) inv[r] = iv;
+        for (size_t i = 0; i < cols; i++) yr[i] = xr[i] * iv * k->w[i];
+    }
+}
+
+void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps) {
+    rmsnorm_ctx c = {x, w, y, inv, cols, eps};
+    parallel_for(rmsnorm_range, &c, rows, 1, min_rows(cols));
 }
 
 static inline float bf16_to_f32(uint16_t v) {

@@ -17,10 +17,13 @@ int tmf_has_avx2(void);
 /// 1 when the CPU has AVX-512 BF16 dot products (vdpbf16ps).
 int tmf_has_avx512bf16(void);
 
-/// y[i] = exp(x[i]) for n elements (x and y may alias). Relative error below 2e-7.
+/// y[i] = exp(x[i]) for n elements (x and y may alias). Relative error below 2e-7; inputs whose
+/// result is subnormal, zero or infinite, and NaN, get libm's expf.
 void tmf_vexp(const float *x, float *y, size_t n);
 
-/// Row-wise stable softmax over `rows` rows of `cols` floats: y = exp(x - max) / sum.
+/// Row-wise stable softmax over `rows` rows of `cols` floats: y = exp(x - max) / sum. Entries
+/// whose exp(x - max) would be subnormal become 0; a row that is all -inf, or holds a NaN or
+/// +inf, becomes NaN.
 void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
 /// Row-wise log-softmax: y = x - max - log(sum(exp(x - max))).
@@ -30,8 +33,8 @@ void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 /// (when inv is not NULL).
 void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps);
 
-/// GELU family, elementwise: mode 0 exact (erf, |error| < 2e-7), 1 tanh approximation,
-/// 2 QuickGELU x·σ(1.702x).
+/// GELU family, elementwise: mode 0 exact x·Φ(x) (absolute error below 2e-7·max(1, |x|)), 1 tanh
+/// approximation, 2 QuickGELU x·σ(1.702x).
 void tmf_gelu(const float *x, float *y, size_t n, int mode);
 
 /// Σ a[i]·b[i] in Float32 (vectorised).
