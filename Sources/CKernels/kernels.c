@@ -1,7 +1,10 @@
 #include "CKernels.h"
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -41,19 +44,151 @@ int tmf_has_avx512(void) { return cpu_flags() & 1; }
 int tmf_has_avx512bf16(void) { return (cpu_flags() & 2) ? 1 : 0; }
 int tmf_has_avx2(void) { return (cpu_flags() & 4) ? 1 : 0; }
 
-// ---- work ranges ----
-// The entry points hand their work to a range function over elements or rows.
+// ---- kernel threads ----
+// A few persistent workers that sleep on a condition variable between jobs: they never spin,
+// so they do not compete with OpenBLAS's own threads after a sgemm. The calling thread runs
+// part 0 itself. Work is cut into contiguous parts at element or row boundaries only, and every
+// element is computed the same way whichever part it falls in, so results do not depend on
+// the thread count. One job runs at a time; a second caller meanwhile runs on its own thread.
 
-// Elementwise work below this many elements per part is not worth splitting.
+#define POOL_MAX 64
+// Smallest part worth a thread (elements; rows kernels convert it to rows). Waking a sleeping
+// worker costs some microseconds, so small tensors stay on the calling thread.
 #define PAR_MIN_ELEMENTS 32768
 
 typedef void (*range_fn)(void *ctx, size_t begin, size_t end);
 
-// Runs fn over [0, total) on this thread (split into parts later).
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;  // guards the fields below
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;    // a new job was posted
+static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;    // the last worker finished
+static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;  // held by the job's caller
+static unsigned long pool_generation;
+static unsigned long pool_seen_at_start[POOL_MAX];
+static int pool_workers;  // workers started (ids 1 … pool_workers)
+static struct { range_fn fn; void *ctx; size_t total, align; int parts; } pool_job;
+static atomic_int pool_pending;  // worker parts of the current job not yet finished
+static atomic_int kernel_threads;  // 0 until set: the number of online cores
+
+void tmf_set_kernel_threads(int n) {
+    if (n < 1) n = 1;
+    if (n > POOL_MAX) n = POOL_MAX;
+    atomic_store(&kernel_threads, n);
+}
+
+int tmf_get_kernel_threads(void) {
+    int n = atomic_load_explicit(&kernel_threads, memory_order_relaxed);
+    if (n > 0) return n;
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    n = c < 1 ? 1 : (c > POOL_MAX ? POOL_MAX : (int)c);
+    int expected = 0;
+    atomic_compare_exchange_strong(&kernel_threads, &expected, n);
+    return atomic_load(&kernel_threads);
+}
+
+// Part k of `parts` over [0, total), cut at multiples of `align`.
+static void part_bounds(size_t total, size_t align, int parts, int k, size_t *begin, size_t *end) {
+    size_t units = (total + align - 1) / align;
+    size_t b = units * (size_t)k / (size_t)parts * align, e = units * (size_t)(k + 1) / (size_t)parts * align;
+    *begin = b < total ? b : total;
+    *end = e < total ? e : total;
+}
+
+static void *pool_worker(void *arg) {
+    int id = (int)(intptr_t)arg;
+    pthread_mutex_lock(&pool_lock);
+    unsigned long seen = pool_seen_at_start[id];
+    for (;;) {
+        while (pool_generation == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+        seen = pool_generation;
+        if (id >= pool_job.parts) continue;  // not needed for this job
+        range_fn fn = pool_job.fn;
+        void *ctx = pool_job.ctx;
+        size_t b, e;
+        part_bounds(pool_job.total, pool_job.align, pool_job.parts, id, &b, &e);
+        pthread_mutex_unlock(&pool_lock);
+        if (b < e) fn(ctx, b, e);
+        pthread_mutex_lock(&pool_lock);
+        if (atomic_fetch_sub(&pool_pending, 1) == 1) pthread_cond_signal(&pool_done);
+    }
+    return NULL;
+}
+
+// Starts workers up to `want` (called with pool_busy held); returns how many are running.
+static int pool_ensure(int want) {
+    if (pool_workers >= want) return pool_workers;
+    pthread_mutex_lock(&pool_lock);
+    while (pool_workers < want) {
+        int id = pool_workers + 1;
+        pool_seen_at_start[id] = pool_generation;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t th;
+        int rc = pthread_create(&th, &attr, pool_worker, (void *)(intptr_t)id);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;
+        pool_workers = id;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return pool_workers;
+}
+
+// Runs fn over [0, total) in up to the kernel thread count of contiguous parts, each a
+// multiple of `align` long (but the last) and at least `min_part` long.
 static void parallel_for(range_fn fn, void *ctx, size_t total, size_t align, size_t min_part) {
-    (void)align;
-    (void)min_part;
-    if (total) fn(ctx, 0, total);
+    if (min_part < 1) min_part = 1;
+    size_t most = total / min_part;
+    int threads = tmf_get_kernel_threads();
+    int parts = most < (size_t)threads ? (int)most : threads;
+    if (parts <= 1 || pthread_mutex_trylock(&pool_busy) != 0) {
+        if (total) fn(ctx, 0, total);
+        return;
+    }
+    int running = pool_ensure(parts - 1);
+    if (parts > running + 1) parts = running + 1;
+    if (parts <= 1) {
+        pthread_mutex_unlock(&pool_busy);
+        fn(ctx, 0, total);
+        return;
+    }
+    pthread_mutex_lock(&pool_lock);
+    pool_job.fn = fn;
+    pool_job.ctx = ctx;
+    pool_job.total = total;
+    pool_job.align = align;
+    pool_job.parts = parts;
+    atomic_store(&pool_pending, parts - 1);
+    pool_generation++;
+    pthread_cond_broadcast(&pool_wake);
+    pthread_mutex_unlock(&pool_lock);
+
+    size_t b, e;
+    part_bounds(total, align, parts, 0, &b, &e);
+    if (b < e) fn(ctx, b, e);
+
+    // The workers are busy on the other parts: wait briefly before sleeping.
+    for (int spin = 0; spin < 4000 && atomic_load(&pool_pending) > 0; spin++) {
+#if TMF_X86
+        _mm_pause();
+#endif
+    }
+    if (atomic_load(&pool_pending) > 0) {
+        pthread_mutex_lock(&pool_lock);
+        while (atomic_load(&pool_pending) > 0) pthread_cond_wait(&pool_done, &pool_lock);
+        pthread_mutex_unlock(&pool_lock);
+    }
+    pthread_mutex_unlock(&pool_busy);
+}
+
+typedef struct { const void *src; void *dst; } copy_ctx;
+static void copy_range(void *c, size_t b, size_t e) {
+    copy_ctx *k = c;
+    memcpy((char *)k->dst + b, (const char *)k->src + b, e - b);
+}
+
+void tmf_parallel_copy(void *dst, const void *src, size_t bytes) {
+    copy_ctx c = {src, dst};
+    parallel_for(copy_range, &c, bytes, 4096, (size_t)PAR_MIN_ELEMENTS * 4);
 }
 
 // ---- exp: the shared algorithm ----

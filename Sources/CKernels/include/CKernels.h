@@ -17,6 +17,18 @@ int tmf_has_avx2(void);
 /// 1 when the CPU has AVX-512 BF16 dot products (vdpbf16ps).
 int tmf_has_avx512bf16(void);
 
+/// Threads that the elementwise kernels (exp, SiLU, GELU) and the row kernels (softmax,
+/// log-softmax, RMSNorm and their backward passes) split large inputs over; at least 1, at most
+/// 64. The default is the number of online cores. Results are bit-identical for every count:
+/// work is cut only at element and row boundaries and nothing is reduced across threads.
+void tmf_set_kernel_threads(int n);
+/// The current kernel thread count.
+int tmf_get_kernel_threads(void);
+
+/// memcpy split over the kernel threads as the kernels split their work (a bandwidth reference
+/// for benchmarks).
+void tmf_parallel_copy(void *dst, const void *src, size_t bytes);
+
 /// y[i] = exp(x[i]) for n elements (x and y may alias). Relative error below 2e-7; inputs whose
 /// result is subnormal, zero or infinite, and NaN, get libm's expf.
 void tmf_vexp(const float *x, float *y, size_t n);
