@@ -387,6 +387,12 @@ TMF_AVX512 static void softmax_avx512(const float *x, float *y, size_t rows, siz
         __m512 s0 = _mm512_setzero_ps(), s1 = s0;
         i = 0;
         for (; i + 32 <= cols; i += 32) {
+            if (r + 1 < rows) {  // as in softmax_avx2
+                _mm_prefetch((const char *)(xr + cols + i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(xr + cols + i + 16), _MM_HINT_T0);
+            }
+            _mm_prefetch((const char *)(yr + i + 256), _MM_HINT_T0);
+            _mm_prefetch((const char *)(yr + i + 256 + 16), _MM_HINT_T0);
             __m512 e0 = exp512_neg(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv));
             __m512 e1 = exp512_neg(_mm512_sub_ps(_mm512_loadu_ps(xr + i + 16), mv));
             if (!logmode) { _mm512_storeu_ps(yr + i, e0); _mm512_storeu_ps(yr + i + 16, e1); }
@@ -614,6 +620,14 @@ TMF_AVX2 static void softmax_avx2(const float *x, float *y, size_t rows, size_t 
         __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
         i = 0;
         for (; i + 32 <= cols; i += 32) {
+            // While this pass computes, fetch the next row's x (for its max pass) and this row's y
+            // (written below, or by the last pass) from memory.
+            if (r + 1 < rows) {
+                _mm_prefetch((const char *)(xr + cols + i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(xr + cols + i + 16), _MM_HINT_T0);
+            }
+            _mm_prefetch((const char *)(yr + i + 256), _MM_HINT_T0);
+            _mm_prefetch((const char *)(yr + i + 256 + 16), _MM_HINT_T0);
             __m256 a0 = _mm256_sub_ps(_mm256_loadu_ps(xr + i), mv), a1 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 8), mv);
             __m256 a2 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 16), mv), a3 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 24), mv);
             __m256 t0 = exp256_t(a0), t1 = exp256_t(a1), t2 = exp256_t(a2), t3 = exp256_t(a3);
@@ -722,6 +736,12 @@ static void rmsnorm_avx2(const float *x, const float *w, float *y, float *inv, s
         if (inv) inv[r] = iv;
         __m256 ivv = _mm256_set1_ps(iv);
         i = 0;
+        for (; i + 16 <= cols; i += 16) {
+            // fetch the next row's x for its sum-of-squares pass while this one streams out y
+            if (r + 1 < rows) _mm_prefetch((const char *)(xr + cols + i), _MM_HINT_T0);
+            _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), ivv), _mm256_loadu_ps(w + i)));
+            _mm256_storeu_ps(yr + i + 8, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i + 8), ivv), _mm256_loadu_ps(w + i + 8)));
+        }
         for (; i + 8 <= cols; i += 8)
             _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), ivv), _mm256_loadu_ps(w + i)));
         for (; i < cols; i++) yr[i] = xr[i] * iv * w[i];
