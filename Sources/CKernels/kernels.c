@@ -282,14 +282,14 @@ TMF_INLINE TMF_AVX512 __m512 exp512_poly(__m512 x, __m512 t) {
     __m512 n = _mm512_sub_ps(t, _mm512_set1_ps(EXP_SHIFT));
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
-    // Estrin's scheme (shorter dependency chain than Horner):
-    // p = (1 + r) + r²·((c2 + c3·r) + r²·((c4 + c5·r) + r²·c6))
+    // u = (c2 + c3·r) + r²·((c4 + c5·r) + r²·c6) by Estrin's scheme (a shorter dependency chain
+    // than Horner), then p = 1 + (r + r²·u): the small part first, so p is rounded about once.
     __m512 r2 = _mm512_mul_ps(r, r);
     __m512 lo = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C3), r, _mm512_set1_ps(EXP_C2));
     __m512 mid = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C5), r, _mm512_set1_ps(EXP_C4));
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C6), r2, mid);
-    q = _mm512_fmadd_ps(q, r2, lo);
-    return _mm512_fmadd_ps(q, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C6), r2, mid);
+    u = _mm512_fmadd_ps(u, r2, lo);
+    return _mm512_add_ps(_mm512_fmadd_ps(u, r2, r), _mm512_set1_ps(1.0f));
 }
 // eˣ for lanes in the fast range.
 TMF_INLINE TMF_AVX512 __m512 exp512_fast(__m512 x, __m512 t) {
@@ -465,14 +465,14 @@ TMF_INLINE TMF_AVX2 __m256 exp256_poly(__m256 x, __m256 t) {
     __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(EXP_SHIFT));
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
-    // Estrin's scheme (shorter dependency chain than Horner):
-    // p = (1 + r) + r²·((c2 + c3·r) + r²·((c4 + c5·r) + r²·c6))
+    // u = (c2 + c3·r) + r²·((c4 + c5·r) + r²·c6) by Estrin's scheme (a shorter dependency chain
+    // than Horner), then p = 1 + (r + r²·u): the small part first, so p is rounded about once.
     __m256 r2 = _mm256_mul_ps(r, r);
     __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C3), r, _mm256_set1_ps(EXP_C2));
     __m256 mid = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C5), r, _mm256_set1_ps(EXP_C4));
-    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C6), r2, mid);
-    q = _mm256_fmadd_ps(q, r2, lo);
-    return _mm256_fmadd_ps(q, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256 u = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C6), r2, mid);
+    u = _mm256_fmadd_ps(u, r2, lo);
+    return _mm256_add_ps(_mm256_fmadd_ps(u, r2, r), _mm256_set1_ps(1.0f));
 }
 TMF_INLINE TMF_AVX2 __m256 exp256_fast(__m256 x, __m256 t) {
     __m256i e = _mm256_add_epi32(_mm256_castps_si256(exp256_poly(x, t)), _mm256_slli_epi32(_mm256_castps_si256(t), 23));
