@@ -449,6 +449,17 @@ TMF_AVX512 static float dot_bf16_f32_avx512(const uint16_t *a, const float *b, s
 }
 
 // ---- AVX2 + FMA paths (8 lanes) ----
+
+// Outputs at least this large bypass the caches (non-temporal stores): they cannot stay cached
+// anyway, and streaming them saves the read-for-ownership of every output line. 2M floats = 8 MB.
+#define STREAM_MIN_ELEMENTS (1u << 21)
+
+// Elements before p is 32-byte aligned (all of n when p is not even float-aligned).
+static inline size_t align_head(const float *p, size_t n) {
+    uintptr_t a = (uintptr_t)p;
+    size_t h = (a & 3) ? n : ((32 - (a & 31)) & 31) / 4;
+    return h < n ? h : n;
+}
 TMF_INLINE TMF_AVX2 __m256 exp256_t(__m256 x) {
     return _mm256_fmadd_ps(x, _mm256_set1_ps(EXP_LOG2E), _mm256_set1_ps(EXP_SHIFT));
 }
@@ -559,9 +570,21 @@ TMF_INLINE TMF_AVX2 void map_one256(int kind, const float *src, float *dst) {
 
 // `unroll` vectors per iteration (the polynomial is a long dependency chain) with one range
 // check for them all. Every element gets the same arithmetic wherever it sits, tails included.
-TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y, size_t n) {
+TMF_INLINE TMF_AVX2 void map_buffered256(int kind, const float *x, float *y, size_t n) {
+    float buf[8] = {0};
+    memcpy(buf, x, n * sizeof(float));
+    map_one256(kind, buf, buf);
+    memcpy(y, buf, n * sizeof(float));
+}
+
+TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y, size_t n, int stream) {
     size_t i = 0;
     const size_t step = 8 * (size_t)unroll;
+    if (stream) {
+        size_t head = align_head(y, n);
+        for (; i + 8 <= head; i += 8) map_one256(kind, x + i, y + i);
+        if (i < head) { map_buffered256(kind, x + i, y + i, head - i); i = head; }
+    }
     const __m256i span = _mm256_set1_epi32(EXP_T_SPAN);
     for (; i + step <= n; i += step) {
         __m256 v[4], a[4], t[4];
@@ -577,24 +600,23 @@ TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y
             for (int k = 0; k < unroll; k++) map_one256(kind, x + i + 8 * k, y + i + 8 * k);
             continue;
         }
-        for (int k = 0; k < unroll; k++) _mm256_storeu_ps(y + i + 8 * k, map_fin256(kind, v[k], map_exp256(kind, a[k], t[k])));
+        if (stream)
+            for (int k = 0; k < unroll; k++) _mm256_stream_ps(y + i + 8 * k, map_fin256(kind, v[k], map_exp256(kind, a[k], t[k])));
+        else
+            for (int k = 0; k < unroll; k++) _mm256_storeu_ps(y + i + 8 * k, map_fin256(kind, v[k], map_exp256(kind, a[k], t[k])));
     }
     for (; i + 8 <= n; i += 8) map_one256(kind, x + i, y + i);
-    if (i < n) {
-        float buf[8] = {0};
-        memcpy(buf, x + i, (n - i) * sizeof(float));
-        map_one256(kind, buf, buf);
-        memcpy(y + i, buf, (n - i) * sizeof(float));
-    }
+    if (i < n) map_buffered256(kind, x + i, y + i, n - i);
+    if (stream) _mm_sfence();
 }
 
-TMF_AVX2 static void vexp_avx2(const float *x, float *y, size_t n) { map_avx2(MAP_EXP, 4, x, y, n); }
-TMF_AVX2 static void silu_avx2(const float *x, float *y, size_t n) { map_avx2(MAP_SILU, 4, x, y, n); }
-TMF_AVX2 static void gelu_avx2(const float *x, float *y, size_t n, int mode) {
+TMF_AVX2 static void vexp_avx2(const float *x, float *y, size_t n, int stream) { map_avx2(MAP_EXP, 4, x, y, n, stream); }
+TMF_AVX2 static void silu_avx2(const float *x, float *y, size_t n, int stream) { map_avx2(MAP_SILU, 4, x, y, n, stream); }
+TMF_AVX2 static void gelu_avx2(const float *x, float *y, size_t n, int mode, int stream) {
     // one call per kind, so each is specialised
-    if (mode == 0) map_avx2(MAP_GELU_ERF, 4, x, y, n);
-    else if (mode == 1) map_avx2(MAP_GELU_TANH, 4, x, y, n);
-    else map_avx2(MAP_GELU_QUICK, 4, x, y, n);
+    if (mode == 0) map_avx2(MAP_GELU_ERF, 4, x, y, n, stream);
+    else if (mode == 1) map_avx2(MAP_GELU_TANH, 4, x, y, n, stream);
+    else map_avx2(MAP_GELU_QUICK, 4, x, y, n, stream);
 }
 
 TMF_AVX2 static inline float hsum256(__m256 v) {
@@ -608,7 +630,10 @@ TMF_AVX2 static inline float hmax256(__m256 v) {
     return m;
 }
 
-TMF_AVX2 static void softmax_avx2(const float *x, float *y, size_t rows, size_t cols, int logmode) {
+// With `scratch` (softmax of a large tensor), exp(x − max) goes to scratch rather than to y, and
+// the last pass streams y out with non-temporal stores.
+TMF_AVX2 static void softmax_rows_avx2(const float *x, float *y, size_t rows, size_t cols, int logmode, int stream,
+                                       float *scratch) {
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     const __m256i span = _mm256_set1_epi32(EXP_T_SPAN);
     for (size_t r = 0; r < rows; r++) {
@@ -628,6 +653,7 @@ TMF_AVX2 static void softmax_avx2(const float *x, float *y, size_t rows, size_t 
         if (m == -INFINITY) m = 0.0f;  // a fully masked row: avoid (-inf) - (-inf)
         __m256 mv = _mm256_set1_ps(m);
         __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        float *er = scratch ? scratch : yr;  // where exp(x − max) goes
         i = 0;
         for (; i + 32 <= cols; i += 32) {
             // While this pass computes, fetch the next row's x (for its max pass) and this row's y
@@ -636,8 +662,10 @@ TMF_AVX2 static void softmax_avx2(const float *x, float *y, size_t rows, size_t 
                 _mm_prefetch((const char *)(xr + cols + i), _MM_HINT_T0);
                 _mm_prefetch((const char *)(xr + cols + i + 16), _MM_HINT_T0);
             }
-            _mm_prefetch((const char *)(yr + i + 256), _MM_HINT_T0);
-            _mm_prefetch((const char *)(yr + i + 256 + 16), _MM_HINT_T0);
+            if (!stream) {
+                _mm_prefetch((const char *)(yr + i + 256), _MM_HINT_T0);
+                _mm_prefetch((const char *)(yr + i + 256 + 16), _MM_HINT_T0);
+            }
             __m256 a0 = _mm256_sub_ps(_mm256_loadu_ps(xr + i), mv), a1 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 8), mv);
             __m256 a2 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 16), mv), a3 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 24), mv);
             __m256 t0 = exp256_t(a0), t1 = exp256_t(a1), t2 = exp256_t(a2), t3 = exp256_t(a3);
@@ -652,10 +680,10 @@ TMF_AVX2 static void softmax_avx2(const float *x, float *y, size_t rows, size_t 
                 e0 = exp256_neg(a0); e1 = exp256_neg(a1); e2 = exp256_neg(a2); e3 = exp256_neg(a3);
             }
             if (!logmode) {
-                _mm256_storeu_ps(yr + i, e0);
-                _mm256_storeu_ps(yr + i + 8, e1);
-                _mm256_storeu_ps(yr + i + 16, e2);
-                _mm256_storeu_ps(yr + i + 24, e3);
+                _mm256_storeu_ps(er + i, e0);
+                _mm256_storeu_ps(er + i + 8, e1);
+                _mm256_storeu_ps(er + i + 16, e2);
+                _mm256_storeu_ps(er + i + 24, e3);
             }
             s0 = _mm256_add_ps(s0, e0);
             s1 = _mm256_add_ps(s1, e1);
@@ -664,29 +692,51 @@ TMF_AVX2 static void softmax_avx2(const float *x, float *y, size_t rows, size_t 
         }
         for (; i + 8 <= cols; i += 8) {
             __m256 e = exp256_neg(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mv));
-            if (!logmode) _mm256_storeu_ps(yr + i, e);
+            if (!logmode) _mm256_storeu_ps(er + i, e);
             s0 = _mm256_add_ps(s0, e);
         }
         if (i < cols) {  // the tail, padded with −∞ (whose exp is 0)
             float buf[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
             memcpy(buf, xr + i, (cols - i) * sizeof(float));
             __m256 e = exp256_neg(_mm256_sub_ps(_mm256_loadu_ps(buf), mv));
-            if (!logmode) { _mm256_storeu_ps(buf, e); memcpy(yr + i, buf, (cols - i) * sizeof(float)); }
+            if (!logmode) { _mm256_storeu_ps(buf, e); memcpy(er + i, buf, (cols - i) * sizeof(float)); }
             s0 = _mm256_add_ps(s0, e);
         }
         float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        i = 0;
+        // The last pass: y = x − (max + log sum), or y = e / sum; streamed from the first
+        // 32-byte boundary when `stream`.
+        size_t head = stream ? align_head(yr, cols) : cols;
         if (logmode) {
             float shs = m + logf(s);
             __m256 sh = _mm256_set1_ps(shs);
-            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(yr + i, _mm256_sub_ps(_mm256_loadu_ps(xr + i), sh));
+            for (i = 0; i < head && i < cols; i++) yr[i] = xr[i] - shs;
+            for (; i + 8 <= cols; i += 8) {
+                __m256 v = _mm256_sub_ps(_mm256_loadu_ps(xr + i), sh);
+                if (stream) _mm256_stream_ps(yr + i, v); else _mm256_storeu_ps(yr + i, v);
+            }
             for (; i < cols; i++) yr[i] = xr[i] - shs;
         } else {
             float invs = 1.0f / s;
             __m256 inv = _mm256_set1_ps(invs);
-            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_loadu_ps(yr + i), inv));
-            for (; i < cols; i++) yr[i] *= invs;
+            for (i = 0; i < head && i < cols; i++) yr[i] = er[i] * invs;
+            for (; i + 8 <= cols; i += 8) {
+                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(er + i), inv);
+                if (stream) _mm256_stream_ps(yr + i, v); else _mm256_storeu_ps(yr + i, v);
+            }
+            for (; i < cols; i++) yr[i] = er[i] * invs;
         }
+    }
+    if (stream) _mm_sfence();
+}
+
+#define SOFTMAX_SCRATCH 16384  // floats (64 KB on the stack)
+
+TMF_AVX2 static void softmax_avx2(const float *x, float *y, size_t rows, size_t cols, int logmode, int stream) {
+    if (stream && !logmode && cols <= SOFTMAX_SCRATCH) {
+        float scratch[SOFTMAX_SCRATCH];
+        softmax_rows_avx2(x, y, rows, cols, logmode, 1, scratch);
+    } else {
+        softmax_rows_avx2(x, y, rows, cols, logmode, stream && logmode, NULL);
     }
 }
 TMF_AVX2
@@ -729,7 +779,8 @@ static float dot_bf16_avx2(const uint16_t *a, const uint16_t *b, size_t n) {
 }
 
 TMF_AVX2
-static void rmsnorm_avx2(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps) {
+static void rmsnorm_avx2(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps,
+                         int stream) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
@@ -745,17 +796,21 @@ static void rmsnorm_avx2(const float *x, const float *w, float *y, float *inv, s
         float iv = 1.0f / sqrtf(ss / (float)cols + eps);
         if (inv) inv[r] = iv;
         __m256 ivv = _mm256_set1_ps(iv);
-        i = 0;
+        size_t head = stream ? align_head(yr, cols) : 0;
+        for (i = 0; i < head; i++) yr[i] = xr[i] * iv * w[i];
         for (; i + 16 <= cols; i += 16) {
             // fetch the next row's x for its sum-of-squares pass while this one streams out y
             if (r + 1 < rows) _mm_prefetch((const char *)(xr + cols + i), _MM_HINT_T0);
-            _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), ivv), _mm256_loadu_ps(w + i)));
-            _mm256_storeu_ps(yr + i + 8, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i + 8), ivv), _mm256_loadu_ps(w + i + 8)));
+            __m256 v0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), ivv), _mm256_loadu_ps(w + i));
+            __m256 v1 = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i + 8), ivv), _mm256_loadu_ps(w + i + 8));
+            if (stream) { _mm256_stream_ps(yr + i, v0); _mm256_stream_ps(yr + i + 8, v1); }
+            else { _mm256_storeu_ps(yr + i, v0); _mm256_storeu_ps(yr + i + 8, v1); }
         }
         for (; i + 8 <= cols; i += 8)
             _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), ivv), _mm256_loadu_ps(w + i)));
         for (; i < cols; i++) yr[i] = xr[i] * iv * w[i];
     }
+    if (stream) _mm_sfence();
 }
 
 TMF_AVX2
@@ -792,7 +847,7 @@ static void softmax_backward_avx2(const float *y, const float *dy, float *dx, si
 
 // ---- public entry points: dispatch on the CPU, split large work over the kernel threads ----
 
-typedef struct { const float *x; float *y; int kind; } map_ctx;
+typedef struct { const float *x; float *y; int kind, stream; } map_ctx;
 
 static void map_range(void *c, size_t b, size_t e) {
     const map_ctx *k = c;
@@ -806,11 +861,11 @@ static void map_range(void *c, size_t b, size_t e) {
     }
     if (cpu_flags() & 4) {
         switch (k->kind) {
-        case MAP_EXP: vexp_avx2(x, y, n); return;
-        case MAP_SILU: silu_avx2(x, y, n); return;
-        case MAP_GELU_ERF: gelu_avx2(x, y, n, 0); return;
-        case MAP_GELU_TANH: gelu_avx2(x, y, n, 1); return;
-        default: gelu_avx2(x, y, n, 2); return;
+        case MAP_EXP: vexp_avx2(x, y, n, k->stream); return;
+        case MAP_SILU: silu_avx2(x, y, n, k->stream); return;
+        case MAP_GELU_ERF: gelu_avx2(x, y, n, 0, k->stream); return;
+        case MAP_GELU_TANH: gelu_avx2(x, y, n, 1, k->stream); return;
+        default: gelu_avx2(x, y, n, 2, k->stream); return;
         }
     }
 #endif
@@ -818,7 +873,7 @@ static void map_range(void *c, size_t b, size_t e) {
 }
 
 static void map_parallel(int kind, const float *x, float *y, size_t n) {
-    map_ctx c = {x, y, kind};
+    map_ctx c = {x, y, kind, n >= STREAM_MIN_ELEMENTS};
     parallel_for(map_range, &c, n, 64, PAR_MIN_ELEMENTS);
 }
 
@@ -858,7 +913,7 @@ static void softmax_scalar(const float *x, float *y, size_t rows, size_t cols, i
     }
 }
 
-typedef struct { const float *x; float *y; size_t cols; int logmode; } softmax_ctx;
+typedef struct { const float *x; float *y; size_t cols; int logmode, stream; } softmax_ctx;
 
 static void softmax_range(void *c, size_t b, size_t e) {
     const softmax_ctx *k = c;
@@ -866,18 +921,18 @@ static void softmax_range(void *c, size_t b, size_t e) {
     float *y = k->y + b * k->cols;
 #if TMF_X86
     if (cpu_flags() & 1) { softmax_avx512(x, y, e - b, k->cols, k->logmode); return; }
-    if (cpu_flags() & 4) { softmax_avx2(x, y, e - b, k->cols, k->logmode); return; }
+    if (cpu_flags() & 4) { softmax_avx2(x, y, e - b, k->cols, k->logmode, k->stream); return; }
 #endif
     softmax_scalar(x, y, e - b, k->cols, k->logmode);
 }
 
 void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
-    softmax_ctx c = {x, y, cols, 0};
+    softmax_ctx c = {x, y, cols, 0, rows * cols >= STREAM_MIN_ELEMENTS};
     parallel_for(softmax_range, &c, rows, 1, min_rows(cols));
 }
 
 void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
-    softmax_ctx c = {x, y, cols, 1};
+    softmax_ctx c = {x, y, cols, 1, rows * cols >= STREAM_MIN_ELEMENTS};
     parallel_for(softmax_range, &c, rows, 1, min_rows(cols));
 }
 
@@ -939,7 +994,7 @@ void tmf_rmsnorm_backward_rows(const float *x, const float *w, const float *inv,
     if (dx) parallel_for(rmsnorm_backward_dx, &c, rows, 1, min_rows(cols));
 }
 
-typedef struct { const float *x, *w; float *y, *inv; size_t cols; float eps; } rmsnorm_ctx;
+typedef struct { const float *x, *w; float *y, *inv; size_t cols; float eps; int stream; } rmsnorm_ctx;
 
 static void rmsnorm_range(void *c, size_t b, size_t e) {
     const rmsnorm_ctx *k = c;
@@ -947,7 +1002,7 @@ static void rmsnorm_range(void *c, size_t b, size_t e) {
     const float *x = k->x + b * cols;
     float *y = k->y + b * cols, *inv = k->inv ? k->inv + b : NULL;
 #if TMF_X86
-    if (cpu_flags() & 4) { rmsnorm_avx2(x, k->w, y, inv, e - b, cols, k->eps); return; }
+    if (cpu_flags() & 4) { rmsnorm_avx2(x, k->w, y, inv, e - b, cols, k->eps, k->stream); return; }
 #endif
     for (size_t r = 0; r < e - b; r++) {
         const float *xr = x + r * cols;
@@ -961,7 +1016,7 @@ static void rmsnorm_range(void *c, size_t b, size_t e) {
 }
 
 void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps) {
-    rmsnorm_ctx c = {x, w, y, inv, cols, eps};
+    rmsnorm_ctx c = {x, w, y, inv, cols, eps, rows * cols >= STREAM_MIN_ELEMENTS};
     parallel_for(rmsnorm_range, &c, rows, 1, min_rows(cols));
 }
 

@@ -3,8 +3,8 @@ import XCTest
 @testable import TMFTensor
 import TMFTestSupport
 
-/// The C kernels split large inputs over `Kernels.threads`: the results must be the same bits
-/// for every thread count.
+/// The C kernels split large inputs over `Kernels.threads` and stream large outputs past the
+/// caches: the results must be the same bits for every thread count and every size.
 final class KernelThreadsTests: XCTestCase {
     /// Runs `body` with the kernels on `n` threads, then restores the previous count.
     private func withKernelThreads<T>(_ n: Int, _ body: () -> T) -> T {
@@ -80,6 +80,36 @@ final class KernelThreadsTests: XCTestCase {
                 for (k, name) in ["softmax", "log-softmax", "RMSNorm", "softmax backward", "log-softmax backward",
                                   "RMSNorm dx", "RMSNorm dw"].enumerated() {
                     XCTAssertTrue(one[k] == many[k], "\(name), [\(rows), \(cols)]: 1 vs \(threads) threads differ")
+                }
+            }
+        }
+    }
+
+    /// Outputs of 2M floats and more are written with non-temporal stores: the same bits as the
+    /// same rows or elements computed in smaller pieces.
+    func testLargeOutputsGiveTheSameBitsAsSmallPieces() {
+        let rows = 513, cols = 4099  // 2.10M elements, rows of an odd length
+        let x = input([rows, cols], seed: 5)
+        let w = Tensor(repeating: 1.5, shape: [cols])
+        let starts = Array(stride(from: 0, to: rows, by: 100))
+        let parts = starts.map { r0 -> Tensor in
+            let r1 = min(rows, r0 + 100), part = Tensor(uninitialized: [r1 - r0, cols])
+            part.pointer.update(from: x.pointer + r0 * cols, count: part.count)
+            return part
+        }
+        let ops: [(String, (Tensor) -> Tensor)] = [
+            ("exp", { $0.exp() }), ("silu", { $0.silu() }), ("gelu", { $0.gelu() }),
+            ("gelu tanh", { $0.gelu(approximateTanh: true) }), ("quickGELU", { $0.quickGELU() }),
+            ("softmax", { $0.softmax() }), ("log-softmax", { $0.logSoftmax() }),
+            ("RMSNorm", { Tensor.rmsNorm($0, weight: w, eps: 1e-5) }),
+        ]
+        withNoGrad {
+            for (name, f) in ops {
+                let whole = f(x)
+                for (r0, part) in zip(starts, parts) {
+                    let piece = f(part)
+                    XCTAssertEqual(memcmp(whole.pointer + r0 * cols, piece.pointer, piece.count * 4), 0,
+                                   "\(name): rows from \(r0) differ between the whole and a piece")
                 }
             }
         }
