@@ -19,7 +19,7 @@ public struct BFloat16Bits: Sendable, Equatable, Hashable {
 /// Entry points to the C kernels, for modules above and for parity tests.
 public enum Kernels {
     /// Threads the elementwise kernels (exp, SiLU, GELU) and the row kernels (softmax, log-softmax,
-    /// RMSNorm and their backward passes) split large inputs over. Defaults to the number of
+    /// RMSNorm, softmax and RMSNorm backward) split large inputs over. Defaults to the number of
     /// cores; `BLAS.setThreads` sets it too. Results are bit-identical for every count.
     public static var threads: Int { Int(tmf_get_kernel_threads()) }
 

@@ -1,6 +1,7 @@
 // Private shim: the few kernels Swift cannot vectorise on the default target (vectorised exp,
-// bf16 dot products). Each has a portable C path, an AVX2+FMA path and an AVX-512 path,
-// chosen at run time from the CPU's flags.
+// bf16 dot products). Each has a portable C path and an AVX2+FMA path, exp, softmax, SiLU and
+// the bf16 dots an AVX-512 path too, chosen at run time from the CPU's flags. Large inputs are
+// split over a few persistent kernel threads (tmf_set_kernel_threads).
 // Not API: TMFTensor wraps these and carries a Swift fallback with a parity test.
 #ifndef TMF_CKERNELS_H
 #define TMF_CKERNELS_H
@@ -18,8 +19,8 @@ int tmf_has_avx2(void);
 int tmf_has_avx512bf16(void);
 
 /// Threads that the elementwise kernels (exp, SiLU, GELU) and the row kernels (softmax,
-/// log-softmax, RMSNorm and their backward passes) split large inputs over; at least 1, at most
-/// 64. The default is the number of online cores. Results are bit-identical for every count:
+/// log-softmax, RMSNorm, softmax and RMSNorm backward) split large inputs over; at least 1, at
+/// most 64. The default is the number of online cores. Results are bit-identical for every count:
 /// work is cut only at element and row boundaries and nothing is reduced across threads.
 void tmf_set_kernel_threads(int n);
 /// The current kernel thread count.
