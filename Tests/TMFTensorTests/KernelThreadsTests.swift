@@ -21,7 +21,7 @@ final class KernelThreadsTests: XCTestCase {
         var rng = SeededRNG(seed: seed)
         let t = Tensor.normal(shape, std: 4, rng: &rng)
         if specials {
-            let odd: [Float] = [-.infinity, 100, -100, 88.5, -87.5, -95, 1e-40, -13.5, 13.5, 95]
+            let odd: [Float] = [-.infinity, 100, -100, 88.5, -87.5, -95, Float(bitPattern: 0x0001_0000), -13.5, 13.5, 95]  // with a subnormal
             var i = 5
             while i < t.count { t.pointer[i] = odd[(i / 997) % odd.count]; i += 997 }
         }
