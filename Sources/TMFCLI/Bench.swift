@@ -62,7 +62,8 @@ struct BenchCommand: ParsableCommand {
             }
             return
         }
-        print("tmf bench ops: \(threads) OpenBLAS thread(s); elementwise ops and the copy run on 1 thread; median of \(repeats)")
+        print("tmf bench ops: \(threads) OpenBLAS thread(s); exp, SiLU, GELU, softmax and RMSNorm kernels on "
+              + "\(Kernels.threads) thread(s), add/mul/scale on 1; median of \(repeats)")
         OpsBench(repeats: repeats).run()
     }
 }
@@ -70,18 +71,23 @@ struct BenchCommand: ParsableCommand {
 /// Median seconds of two bodies timed alternately (so a noisy neighbour slows both alike),
 /// after one warm-up run of each.
 func pairedMedianSeconds(_ repeats: Int, _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
-    a(); b()
-    var ta: [Double] = [], tb: [Double] = []
+    let t = withoutActuallyEscaping(a) { a in withoutActuallyEscaping(b) { b in alternatedMedianSeconds(repeats, [a, b]) } }
+    return (t[0], t[1])
+}
+
+/// Median seconds of each body, the bodies timed in turn in every round, after one warm-up run
+/// of each.
+func alternatedMedianSeconds(_ repeats: Int, _ bodies: [() -> Void]) -> [Double] {
+    for body in bodies { body() }
+    var times = [[Double]](repeating: [], count: bodies.count)
     for _ in 0..<repeats {
-        var t0 = DispatchTime.now().uptimeNanoseconds
-        a()
-        ta.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-        t0 = DispatchTime.now().uptimeNanoseconds
-        b()
-        tb.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        for (i, body) in bodies.enumerated() {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
     }
-    ta.sort(); tb.sort()
-    return (ta[ta.count / 2], tb[tb.count / 2])
+    return times.map { $0.sorted()[$0.count / 2] }
 }
 
 /// Seconds taken by `body`, median of `repeats` after one warm-up run.
@@ -121,20 +127,26 @@ struct OpsBench {
         let n = 1 << 24  // 16M floats, 64 MB per operand: far beyond the caches
         let a = Tensor.normal([n], rng: &rng), b = Tensor.normal([n], rng: &rng)
         let dst = Tensor(zeros: [n])
-        let copy = medianSeconds(repeats) { memcpy(dst.pointer, a.pointer, n * 4) }
+        // The reference is the faster of a one-thread memcpy and one split over the kernels' threads.
+        let copyOne: () -> Void = { _ = memcpy(dst.pointer, a.pointer, n * 4) }
+        let copySplit: () -> Void = { Kernels.parallelCopy(dst.pointer, a.pointer, count: n) }
+        let copies = alternatedMedianSeconds(repeats, [copyOne, copySplit])
+        let copy = copies.min()!
         let copyBW = Double(2 * n * 4) / copy
         print("\n== memory-bound ops over \(n / (1 << 20))M floats (GB/s = bytes read + written per second) ==")
         print(pad("op", 30) + pad("ns/element", 12) + pad("GB/s", 12) + "of copy")
         func report(_ name: String, bytesPerElement: Int, elements: Int, _ body: () -> Void) {
-            // Timed alternately with the copy, so the ratio is to the copy's bandwidth right then.
-            let (secs, copySecs) = pairedMedianSeconds(repeats, body, { memcpy(dst.pointer, a.pointer, n * 4) })
-            let copyBW = Double(2 * n * 4) / copySecs
+            // Timed alternately with both copies, so the ratio is to the faster copy's bandwidth right then.
+            let t = withoutActuallyEscaping(body) { alternatedMedianSeconds(repeats, [$0, copyOne, copySplit]) }
+            let secs = t[0], copyBW = Double(2 * n * 4) / min(t[1], t[2])
             let bw = Double(bytesPerElement * elements) / secs
             print(pad(name, 30) + pad(String(format: "%.3f", secs * 1e9 / Double(elements)), 12)
                   + pad(String(format: "%.1f", bw / 1e9), 12) + String(format: "%.0f%%", 100 * bw / copyBW))
         }
         print(pad("memcpy (reference)", 30) + pad(String(format: "%.3f", copy * 1e9 / Double(n)), 12)
-              + pad(String(format: "%.1f", copyBW / 1e9), 12) + "100%")
+              + pad(String(format: "%.1f", copyBW / 1e9), 12) + "100%"
+              + String(format: "  (faster of 1 thread %.3f and %d threads %.3f ns/element)",
+                       copies[0] * 1e9 / Double(n), Kernels.threads, copies[1] * 1e9 / Double(n)))
         withNoGrad {
             report("add", bytesPerElement: 12, elements: n, { _ = a + b })
             report("mul", bytesPerElement: 12, elements: n, { _ = a * b })

@@ -15,7 +15,7 @@ public struct TMFCommand: ParsableCommand {
 
 /// Options shared by commands that run numeric work.
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "OpenBLAS threads (default: all cores).")
+    @Option(help: "Threads for OpenBLAS and the elementwise/row kernels (default: all cores).")
     var threads: Int?
 
     func validate() throws {

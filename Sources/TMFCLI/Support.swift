@@ -97,7 +97,7 @@ final class InterruptFlag: @unchecked Sendable {
 }
 
 extension ComputeOptions {
-    /// Applies `--threads` (default all cores) to OpenBLAS.
+    /// Applies `--threads` (default all cores) to OpenBLAS and the kernels.
     func apply() {
         BLAS.setThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
     }

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 
 /// The BLAS entry points tmf uses. `TMFTensor` is the only module that calls BLAS; other
@@ -8,9 +9,11 @@ public enum BLAS {
         get { Int(openblas_get_num_threads()) }
     }
 
-    /// Sets OpenBLAS's thread count (at least 1).
+    /// Sets OpenBLAS's thread count (at least 1), and the same count for the elementwise and
+    /// row kernels (`Kernels.threads`).
     public static func setThreads(_ n: Int) {
         openblas_set_num_threads(Int32(max(1, n)))
+        tmf_set_kernel_threads(Int32(max(1, min(n, 64))))
     }
 
     /// Row-major C[M, N] = alpha · op(A) · op(B) + beta · C, with op(A) [M, K] and op(B) [K, N].

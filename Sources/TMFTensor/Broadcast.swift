@@ -14,6 +14,14 @@ enum Broadcast {
         return out
     }
 
+    /// Whether `small`, without its leading 1s, is the trailing dimensions of `shape`, so that it is
+    /// one contiguous block repeated along the leading dimensions (false when it is empty).
+    static func isTrailingBlock(_ small: [Int], of shape: [Int]) -> Bool {
+        let dims = small.drop(while: { $0 == 1 })
+        guard !dims.isEmpty, dims.count <= shape.count, !dims.contains(0) else { return false }
+        return shape.suffix(dims.count).elementsEqual(dims)
+    }
+
     /// Element strides of `shape` viewed as `out` (0 where broadcast).
     static func strides(of shape: [Int], in out: [Int]) -> [Int] {
         var strides = [Int](repeating: 0, count: out.count)

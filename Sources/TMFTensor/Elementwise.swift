@@ -29,6 +29,24 @@ extension Tensor {
             for i in 0..<b.count { op[i] = K.apply(s, bp[i]) }
             return out
         }
+        // One operand is a contiguous block of the trailing dimensions (a bias [D] against
+        // [rows, D]): it repeats along the leading dimensions, so each row is a plain loop.
+        if a.shape == shape && Broadcast.isTrailingBlock(b.shape, of: shape) {
+            let m = b.count
+            for r in 0..<(a.count / m) {
+                let o = r * m
+                for j in 0..<m { op[o + j] = K.apply(ap[o + j], bp[j]) }
+            }
+            return out
+        }
+        if b.shape == shape && Broadcast.isTrailingBlock(a.shape, of: shape) {
+            let m = a.count
+            for r in 0..<(b.count / m) {
+                let o = r * m
+                for j in 0..<m { op[o + j] = K.apply(ap[j], bp[o + j]) }
+            }
+            return out
+        }
         let sa = Broadcast.strides(of: a.shape, in: shape), sb = Broadcast.strides(of: b.shape, in: shape)
         Broadcast.rows(shape, sa, sb) { o, oa, ob, n, ia, ib in
             if ia == 1 && ib == 1 {

@@ -18,6 +18,22 @@ public struct BFloat16Bits: Sendable, Equatable, Hashable {
 
 /// Entry points to the C kernels, for modules above and for parity tests.
 public enum Kernels {
+    /// Threads the elementwise kernels (exp, SiLU, GELU) and the row kernels (softmax, log-softmax,
+    /// RMSNorm, softmax and RMSNorm backward) split large inputs over. Defaults to the number of
+    /// cores; `BLAS.setThreads` sets it too. Results are bit-identical for every count.
+    public static var threads: Int { Int(tmf_get_kernel_threads()) }
+
+    /// Sets `threads` (clamped to 1…64) without touching OpenBLAS's count.
+    public static func setThreads(_ n: Int) {
+        tmf_set_kernel_threads(Int32(max(1, min(n, 64))))
+    }
+
+    /// Copies `count` floats from `source` to `destination` split over `threads` the way the
+    /// kernels split their work: the multi-threaded memory-bandwidth reference for benchmarks.
+    public static func parallelCopy(_ destination: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int) {
+        tmf_parallel_copy(destination, source, count * MemoryLayout<Float>.stride)
+    }
+
     /// Whether the AVX-512 paths are active on this CPU.
     public static var hasAVX512: Bool { tmf_has_avx512() != 0 }
     /// Whether the CPU has AVX-512 BF16 dot products.

@@ -57,6 +57,29 @@ final class AutogradTests: XCTestCase {
         XCTAssertNotNil(w.grad)
     }
 
+    /// [rows, D] ⊕ [D] and [D] ⊕ [rows, D] (the trailing-block fast path) against index arithmetic,
+    /// with gradients summed back to the block.
+    func testTrailingBlockBroadcast() {
+        var rng = SeededRNG(seed: 3)
+        for (big, small) in [([3, 4], [4]), ([2, 3, 4], [3, 4]), ([2, 3, 4], [1, 3, 4]), ([5, 1, 4], [1, 4]), ([6, 2], [1, 1, 2])] {
+            let a = Tensor.normal(big, rng: &rng), b = Tensor(Tensor.normal(small, rng: &rng).scalars.map { $0 + 3 }, shape: small)
+            let m = b.count, outShape = Broadcast.shape(big, small)
+            let ops: [(String, (Tensor, Tensor) -> Tensor, (Float, Float) -> Float)] = [
+                ("+", { $0 + $1 }, { $0 + $1 }), ("-", { $0 - $1 }, { $0 - $1 }),
+                ("*", { $0 * $1 }, { $0 * $1 }), ("/", { $0 / $1 }, { $0 / $1 }),
+            ]
+            for (name, op, f) in ops {
+                let ab = withNoGrad { op(a, b) }, ba = withNoGrad { op(b, a) }
+                XCTAssertEqual(ab.shape, outShape)
+                XCTAssertEqual(ab.scalars, a.scalars.indices.map { f(a.scalars[$0], b.scalars[$0 % m]) }, "\(big) \(name) \(small)")
+                XCTAssertEqual(ba.scalars, a.scalars.indices.map { f(b.scalars[$0 % m], a.scalars[$0]) }, "\(small) \(name) \(big)")
+            }
+            let bg = Tensor(b.scalars, shape: small, requiresGrad: true)
+            (a + bg).sum().backward()
+            XCTAssertEqual(bg.grad!.scalars, [Float](repeating: Float(a.count / m), count: m))
+        }
+    }
+
     func testDeepChainDoesNotOverflowTheStack() {
         let x = Tensor([1], shape: [1], requiresGrad: true)
         var y = x

@@ -1,6 +1,7 @@
 // Private shim: the few kernels Swift cannot vectorise on the default target (vectorised exp,
-// bf16 dot products). Each has a portable C path, an AVX2+FMA path and an AVX-512 path,
-// chosen at run time from the CPU's flags.
+// bf16 dot products). Each has a portable C path and an AVX2+FMA path, exp, softmax, SiLU and
+// the bf16 dots an AVX-512 path too, chosen at run time from the CPU's flags. Large inputs are
+// split over a few persistent kernel threads (tmf_set_kernel_threads).
 // Not API: TMFTensor wraps these and carries a Swift fallback with a parity test.
 #ifndef TMF_CKERNELS_H
 #define TMF_CKERNELS_H
@@ -17,10 +18,25 @@ int tmf_has_avx2(void);
 /// 1 when the CPU has AVX-512 BF16 dot products (vdpbf16ps).
 int tmf_has_avx512bf16(void);
 
-/// y[i] = exp(x[i]) for n elements (x and y may alias). Relative error below 2e-7.
+/// Threads that the elementwise kernels (exp, SiLU, GELU) and the row kernels (softmax,
+/// log-softmax, RMSNorm, softmax and RMSNorm backward) split large inputs over; at least 1, at
+/// most 64. The default is the number of online cores. Results are bit-identical for every count:
+/// work is cut only at element and row boundaries and nothing is reduced across threads.
+void tmf_set_kernel_threads(int n);
+/// The current kernel thread count.
+int tmf_get_kernel_threads(void);
+
+/// memcpy split over the kernel threads as the kernels split their work (a bandwidth reference
+/// for benchmarks).
+void tmf_parallel_copy(void *dst, const void *src, size_t bytes);
+
+/// y[i] = exp(x[i]) for n elements (x and y may alias). Relative error below 2e-7; inputs whose
+/// result is subnormal, zero or infinite, and NaN, get libm's expf.
 void tmf_vexp(const float *x, float *y, size_t n);
 
-/// Row-wise stable softmax over `rows` rows of `cols` floats: y = exp(x - max) / sum.
+/// Row-wise stable softmax over `rows` rows of `cols` floats: y = exp(x - max) / sum. Entries
+/// whose exp(x - max) would be subnormal become 0; a row that is all -inf, or holds a NaN or
+/// +inf, becomes NaN.
 void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
 /// Row-wise log-softmax: y = x - max - log(sum(exp(x - max))).
@@ -30,8 +46,8 @@ void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 /// (when inv is not NULL).
 void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps);
 
-/// GELU family, elementwise: mode 0 exact (erf, |error| < 2e-7), 1 tanh approximation,
-/// 2 QuickGELU x·σ(1.702x).
+/// GELU family, elementwise: mode 0 exact x·Φ(x) (absolute error below 2e-7·max(1, |x|)), 1 tanh
+/// approximation, 2 QuickGELU x·σ(1.702x).
 void tmf_gelu(const float *x, float *y, size_t n, int mode);
 
 /// Σ a[i]·b[i] in Float32 (vectorised).
