@@ -224,8 +224,8 @@ static inline float exp_scalar(float x) {
 // GELU (exact) as x·Φ(x) with Φ(−a) = e^(−a²/2) · S(a), a = |x|, and S = SP(a)/SQ(a) a rational
 // fit (for this file) of the scaled normal tail on [0, 6.25], relative error 1.2e-7 with these
 // coefficients; beyond 6.25 S is held at S(6.25) (there a·Φ(−a) < 2e-9). Computing the tail
-// directly keeps x·Φ(x) accurate for negative x, where 1 + erf(x/√2) would cancel. Inputs with
-// |x| > 13.18 (where e^(−a²/2) leaves exp's fast range) and NaN take the libm formula.
+// directly keeps x·Φ(x) accurate for negative x, where 1 + erf(x/√2) would cancel. (The portable
+// path uses the erf formula; see gelu_erf256 for |x| > 13.11.)
 #define GS_CLAMP 6.25f
 // SP/SQ scaled so that SQ is monic (its Horner scheme starts with an add).
 #define GS_P0 1.444023800e+01f
@@ -500,12 +500,11 @@ TMF_INLINE TMF_AVX2 __m256 exp256_neg(__m256 x) {
     return _mm256_and_ps(e, _mm256_cmp_ps(x, lo, _CMP_NLT_UQ));
 }
 
-// The exp argument of each map (for exact GELU: x², see map_t256).
+// The exp argument of each map (exact GELU has its own kernel, gelu_erf256).
 TMF_INLINE TMF_AVX2 __m256 map_arg256(int kind, __m256 v) {
     switch (kind) {
     case MAP_EXP: return v;
     case MAP_SILU: return _mm256_sub_ps(_mm256_setzero_ps(), v);
-    case MAP_GELU_ERF: return _mm256_mul_ps(v, v);
     case MAP_GELU_TANH: {
         __m256 w = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(v, v), _mm256_set1_ps(0.044715f)), v, v);
         return _mm256_mul_ps(w, _mm256_set1_ps(-2.0f * 0.7978845608028654f));
@@ -514,43 +513,9 @@ TMF_INLINE TMF_AVX2 __m256 map_arg256(int kind, __m256 v) {
     }
 }
 
-// The shifter sum t for a map's exp argument a (its bits also drive the range check).
-TMF_INLINE TMF_AVX2 __m256 map_t256(int kind, __m256 a) {
-    if (kind == MAP_GELU_ERF) return _mm256_fmadd_ps(a, _mm256_set1_ps(GX_LOG2E_HALF), _mm256_set1_ps(EXP_SHIFT));
-    return exp256_t(a);
-}
-
-// e^a (for exact GELU e^(−a/2)) for lanes in the fast range.
-TMF_INLINE TMF_AVX2 __m256 map_exp256(int kind, __m256 a, __m256 t) {
-    if (kind != MAP_GELU_ERF) return exp256_fast(a, t);
-    __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(EXP_SHIFT));
-    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(GX_LN2_2), a);  // −2·(−a/2 − n·ln2)
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(GX_D5), r, _mm256_set1_ps(GX_D4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
-}
-
 TMF_INLINE TMF_AVX2 __m256 map_fin256(int kind, __m256 v, __m256 e) {
     switch (kind) {
     case MAP_EXP: return e;
-    case MAP_GELU_ERF: {
-        __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
-        __m256 ac = _mm256_min_ps(a, _mm256_set1_ps(GS_CLAMP));
-        __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(GS_P3), ac, _mm256_set1_ps(GS_P2));
-        p = _mm256_fmadd_ps(p, ac, _mm256_set1_ps(GS_P1));
-        p = _mm256_fmadd_ps(p, ac, _mm256_set1_ps(GS_P0));
-        __m256 q = _mm256_add_ps(ac, _mm256_set1_ps(GS_Q3));
-        q = _mm256_fmadd_ps(q, ac, _mm256_set1_ps(GS_Q2));
-        q = _mm256_fmadd_ps(q, ac, _mm256_set1_ps(GS_Q1));
-        q = _mm256_fmadd_ps(q, ac, _mm256_set1_ps(GS_Q0));
-        // x·Φ(x) = x − |x|·Φ(−|x|) for x ≥ 0 and −|x|·Φ(−|x|) for x < 0, so max(x, 0) − e·(|x|·P/Q);
-        // |x|·P/Q does not wait for e. (NaN cannot reach here: those lanes take the libm formula.)
-        __m256 w = _mm256_div_ps(_mm256_mul_ps(a, p), q);
-        return _mm256_fnmadd_ps(w, e, _mm256_max_ps(_mm256_setzero_ps(), v));  // max(0, −0) is −0
-    }
     default: return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
     }
 }
@@ -558,11 +523,11 @@ TMF_INLINE TMF_AVX2 __m256 map_fin256(int kind, __m256 v, __m256 e) {
 // Eight lanes from src to dst (which may be the same), slow lanes through libm.
 TMF_INLINE TMF_AVX2 void map_one256(int kind, const float *src, float *dst) {
     __m256 v = _mm256_loadu_ps(src);
-    __m256 a = map_arg256(kind, v), t = map_t256(kind, a);
+    __m256 a = map_arg256(kind, v), t = exp256_t(a);
     int slow = exp256_slow_mask(exp256_range(t));
     float keep[8];
     if (slow) _mm256_storeu_ps(keep, v);
-    _mm256_storeu_ps(dst, map_fin256(kind, v, map_exp256(kind, a, t)));
+    _mm256_storeu_ps(dst, map_fin256(kind, v, exp256_fast(a, t)));
     if (slow)
         for (int k = 0; k < 8; k++)
             if (slow & (1 << k)) dst[k] = map_scalar(kind, keep[k]);
@@ -592,7 +557,7 @@ TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y
         for (int k = 0; k < unroll; k++) {
             v[k] = _mm256_loadu_ps(x + i + 8 * k);
             a[k] = map_arg256(kind, v[k]);
-            t[k] = map_t256(kind, a[k]);
+            t[k] = exp256_t(a[k]);
             d = _mm256_max_epu32(d, exp256_range(t[k]));
         }
         __m256i fine = _mm256_cmpeq_epi32(_mm256_max_epu32(d, span), span);
@@ -601,20 +566,76 @@ TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y
             continue;
         }
         if (stream)
-            for (int k = 0; k < unroll; k++) _mm256_stream_ps(y + i + 8 * k, map_fin256(kind, v[k], map_exp256(kind, a[k], t[k])));
+            for (int k = 0; k < unroll; k++) _mm256_stream_ps(y + i + 8 * k, map_fin256(kind, v[k], exp256_fast(a[k], t[k])));
         else
-            for (int k = 0; k < unroll; k++) _mm256_storeu_ps(y + i + 8 * k, map_fin256(kind, v[k], map_exp256(kind, a[k], t[k])));
+            for (int k = 0; k < unroll; k++) _mm256_storeu_ps(y + i + 8 * k, map_fin256(kind, v[k], exp256_fast(a[k], t[k])));
     }
     for (; i + 8 <= n; i += 8) map_one256(kind, x + i, y + i);
     if (i < n) map_buffered256(kind, x + i, y + i, n - i);
     if (stream) _mm_sfence();
 }
 
+// Exact GELU, x·Φ(x) = max(x, 0) − |x|·Φ(−|x|), Φ(−|x|) = e^(−x²/2)·SP(|x|)/SQ(|x|). No range
+// check: x² is clamped to GX_S_MAX (|x| ≤ 13.11, still inside exp's fast range) and |x| to
+// GS_CLAMP in the rational part, so every lane takes this path. Beyond 13.11 the result is x for
+// x > 0 and −1.7e-38 for x < 0 (the true value there is below 2e-38 in magnitude), −∞ included
+// (where the erf formula's −∞·0 is NaN); NaN stays NaN (min/max pass it through).
+#define GX_S_MAX 172.0f
+TMF_INLINE TMF_AVX2 __m256 gelu_erf256(__m256 v) {
+    __m256 s = _mm256_min_ps(_mm256_set1_ps(GX_S_MAX), _mm256_mul_ps(v, v));
+    __m256 t = _mm256_fmadd_ps(s, _mm256_set1_ps(GX_LOG2E_HALF), _mm256_set1_ps(EXP_SHIFT));
+    // e = e^(−s/2): n from t, r' = s + 2n·ln2 (= −2r), p(r) in r', 2ⁿ into the exponent bits
+    __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(EXP_SHIFT));
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(GX_LN2_2), s);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(GX_D5), r, _mm256_set1_ps(GX_D4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
+    // w = |x|·SP/SQ on |x| clamped to GS_CLAMP, computed alongside e
+    __m256 ac = _mm256_min_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), _mm256_set1_ps(GS_CLAMP));
+    __m256 sp = _mm256_fmadd_ps(_mm256_set1_ps(GS_P3), ac, _mm256_set1_ps(GS_P2));
+    sp = _mm256_fmadd_ps(sp, ac, _mm256_set1_ps(GS_P1));
+    sp = _mm256_fmadd_ps(sp, ac, _mm256_set1_ps(GS_P0));
+    __m256 sq = _mm256_add_ps(ac, _mm256_set1_ps(GS_Q3));
+    sq = _mm256_fmadd_ps(sq, ac, _mm256_set1_ps(GS_Q2));
+    sq = _mm256_fmadd_ps(sq, ac, _mm256_set1_ps(GS_Q1));
+    sq = _mm256_fmadd_ps(sq, ac, _mm256_set1_ps(GS_Q0));
+    __m256 w = _mm256_div_ps(_mm256_mul_ps(ac, sp), sq);
+    return _mm256_fnmadd_ps(w, e, _mm256_max_ps(_mm256_setzero_ps(), v));  // max(0, −0) is −0; NaN passes
+}
+
+// One vector per iteration (the longer body already gives the scheduler enough to overlap).
+TMF_AVX2 static void gelu_erf_avx2(const float *x, float *y, size_t n, int stream) {
+    size_t i = 0;
+    float buf[8];
+    if (stream) {
+        size_t head = align_head(y, n);
+        if (head) {
+            memset(buf, 0, sizeof buf);
+            memcpy(buf, x, head * sizeof(float));
+            _mm256_storeu_ps(buf, gelu_erf256(_mm256_loadu_ps(buf)));
+            memcpy(y, buf, head * sizeof(float));
+            i = head;
+        }
+        for (; i + 8 <= n; i += 8) _mm256_stream_ps(y + i, gelu_erf256(_mm256_loadu_ps(x + i)));
+        _mm_sfence();
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gelu_erf256(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        memset(buf, 0, sizeof buf);
+        memcpy(buf, x + i, (n - i) * sizeof(float));
+        _mm256_storeu_ps(buf, gelu_erf256(_mm256_loadu_ps(buf)));
+        memcpy(y + i, buf, (n - i) * sizeof(float));
+    }
+}
+
 TMF_AVX2 static void vexp_avx2(const float *x, float *y, size_t n, int stream) { map_avx2(MAP_EXP, 4, x, y, n, stream); }
 TMF_AVX2 static void silu_avx2(const float *x, float *y, size_t n, int stream) { map_avx2(MAP_SILU, 4, x, y, n, stream); }
 TMF_AVX2 static void gelu_avx2(const float *x, float *y, size_t n, int mode, int stream) {
     // one call per kind, so each is specialised
-    if (mode == 0) map_avx2(MAP_GELU_ERF, 4, x, y, n, stream);
+    if (mode == 0) gelu_erf_avx2(x, y, n, stream);
     else if (mode == 1) map_avx2(MAP_GELU_TANH, 4, x, y, n, stream);
     else map_avx2(MAP_GELU_QUICK, 4, x, y, n, stream);
 }

@@ -34,16 +34,16 @@ extension Tensor {
         if a.shape == shape && Broadcast.isTrailingBlock(b.shape, of: shape) {
             let m = b.count
             for r in 0..<(a.count / m) {
-                let o = r * m
-                for j in 0..<m { op[o + j] = K.apply(ap[o + j], bp[j]) }
+                let ar = ap + r * m, orow = op + r * m  // row pointers: no index arithmetic inside
+                for j in 0..<m { orow[j] = K.apply(ar[j], bp[j]) }
             }
             return out
         }
         if b.shape == shape && Broadcast.isTrailingBlock(a.shape, of: shape) {
             let m = a.count
             for r in 0..<(b.count / m) {
-                let o = r * m
-                for j in 0..<m { op[o + j] = K.apply(ap[j], bp[o + j]) }
+                let br = bp + r * m, orow = op + r * m
+                for j in 0..<m { orow[j] = K.apply(ap[j], br[j]) }
             }
             return out
         }

@@ -98,13 +98,15 @@ final class KernelParityTests: XCTestCase {
         }
     }
 
-    /// Inputs beyond the kernels' fast range follow the libm formulas exactly.
+    /// Far tails: exact GELU gives x for x > 13.1 and a negative value below 2e-38 in magnitude
+    /// for x < −13.1 (−∞ included); SiLU beyond exp's fast range follows the libm formula exactly.
     func testGELUAndSiLUSpecialValues() {
         let geluInputs: [Float] = [-.infinity, .infinity, -20, 20, -13.5, 13.5, -1e30, 1e30]
         let g = withNoGrad { Tensor(geluInputs, shape: [geluInputs.count]).gelu() }.scalars
         for (v, y) in zip(geluInputs, g) {
-            let ref = 0.5 * v * (1 + erff(v * 0.70710678118654752))
-            XCTAssertTrue(y.bitPattern == ref.bitPattern || (y.isNaN && ref.isNaN), "gelu(\(v)) = \(y), libm formula \(ref)")
+            if v > 0 { XCTAssertEqual(y, v, "gelu(\(v))"); continue }
+            // (without AVX2 the erf formula runs, and gives NaN for −∞)
+            XCTAssertTrue((y <= 0 && y > -2e-38) || (v == -.infinity && y.isNaN), "gelu(\(v)) = \(y)")
         }
         let siluInputs: [Float] = [-.infinity, .infinity, -100, 100, -1e30, 1e30]
         let s = withNoGrad { Tensor(siluInputs, shape: [siluInputs.count]).silu() }.scalars

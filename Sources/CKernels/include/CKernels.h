@@ -46,8 +46,9 @@ void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 /// (when inv is not NULL).
 void tmf_rmsnorm_rows(const float *x, const float *w, float *y, float *inv, size_t rows, size_t cols, float eps);
 
-/// GELU family, elementwise: mode 0 exact x·Φ(x) (absolute error below 2e-7·max(1, |x|)), 1 tanh
-/// approximation, 2 QuickGELU x·σ(1.702x).
+/// GELU family, elementwise: mode 0 exact x·Φ(x) (absolute error below 2e-7·max(1, |x|); for
+/// x < −13.1, −∞ included, the AVX2 path gives −1.7e-38), 1 tanh approximation, 2 QuickGELU
+/// x·σ(1.702x).
 void tmf_gelu(const float *x, float *y, size_t n, int mode);
 
 /// Σ a[i]·b[i] in Float32 (vectorised).
