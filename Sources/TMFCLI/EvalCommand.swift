@@ -130,7 +130,7 @@ struct EvalCommand: ParsableCommand {
                     "target": dataset.items[ex.target].id,
                     "candidates": candidates.map { dataset.items[$0].id },
                     "output": text,
-                    "chosen": score.chosen.map { dataset.items[candidates[$0]].id } as Any? ?? NSNull(),
+                    "chosen": score.chosen.map { dataset.items[candidates[$0]].id as Any } ?? NSNull(),
                     "correct": score.correct,
                 ]
                 lines.append(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))

@@ -248,12 +248,26 @@ public enum PretrainCorpus {
             } else {
                 history = [HistoryEvent(behavior: 0, item: rng.nextInt(below: itemCount))]
             }
-            let seen = Set(history.map(\.item))
-            var pool = (0..<itemCount).filter { !seen.contains($0) }
-            if pool.isEmpty { pool = Array(0..<itemCount) }
-            let k = min(candidates, pool.count)
-            for i in 0..<k { pool.swapAt(i, i + rng.nextInt(below: pool.count - i)) }
-            let picked = Array(pool.prefix(k))
+            // A partial Fisher-Yates shuffle of the items not in the history, done sparsely (only
+            // the swapped positions are stored), so a sentence costs O(candidates · history), not
+            // O(items).
+            var excluded = Array(Set(history.map(\.item))).sorted()
+            if excluded.count == itemCount { excluded = [] }
+            let available = itemCount - excluded.count
+            func item(at position: Int) -> Int {  // the position-th item not in `excluded`
+                var i = position
+                for e in excluded { if e <= i { i += 1 } else { break } }
+                return i
+            }
+            var swapped: [Int: Int] = [:]
+            let k = min(candidates, available)
+            for i in 0..<k {
+                let j = i + rng.nextInt(below: available - i)
+                let (atI, atJ) = (swapped[i] ?? i, swapped[j] ?? j)
+                swapped[i] = atJ
+                swapped[j] = atI
+            }
+            let picked = (0..<k).map { item(at: swapped[$0] ?? $0) }
             let answer = picked[rng.nextInt(below: k)]
             let prompt = builder.build(history: history, target: dataset.target, candidates: picked, answer: answer,
                                        level: .easy, template: PromptBuilder.randomTemplate(using: &rng))
