@@ -26,6 +26,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "With --data: add this many list-recall drills (a candidate list, then the same list again) that teach copying.")
     var copyDrills: Int = 0
 
+    @Option(help: "With --data: add this many look-up drills (a candidate list, a category, the candidate of that category as the answer).")
+    var lookupDrills: Int = 0
+
     @Option(help: "Output folder (config.json, model.safetensors, tokenizer.model, pretrain.json).")
     var out: String
 
@@ -103,6 +106,9 @@ struct PretrainCommand: ParsableCommand {
         if copyDrills < 0 || (copyDrills > 0 && data == nil) {
             throw PretrainError.invalidParameter("--copy-drills needs --data and must not be negative")
         }
+        if lookupDrills < 0 || (lookupDrills > 0 && data == nil) {
+            throw PretrainError.invalidParameter("--lookup-drills needs --data and must not be negative")
+        }
         guard let weightsType = WeightsDType(rawValue: dtype) else {
             throw PretrainError.invalidParameter("--dtype must be f32 or bf16, got '\(dtype)'")
         }
@@ -122,7 +128,7 @@ struct PretrainCommand: ParsableCommand {
             documents = try PretrainCorpus.read(file: URL(fileURLWithPath: corpus))
         } else {
             let dataset = try Dataset.load(from: URL(fileURLWithPath: data!), options: LoadOptions(checkImages: false))
-            documents = PretrainCorpus.build(from: dataset, seed: seed, copyDrills: copyDrills)
+            documents = PretrainCorpus.build(from: dataset, seed: seed, copyDrills: copyDrills, lookupDrills: lookupDrills)
         }
         let started = Date()
         let trainer = try Pretrainer(corpus: documents, parameters: parameters, folder: URL(fileURLWithPath: out),

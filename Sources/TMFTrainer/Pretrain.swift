@@ -299,13 +299,96 @@ public enum PretrainCorpus {
         return out
     }
 
+    /// `count` look-up drills: 4 to `candidates` distinct random titles, exactly one of them of a
+    /// named category (the item's most specific category; the others are of other categories),
+    /// and that one as the answer. Half are short, in one of three phrasings:
+    /// "The candidate items are A, B, C. Choose the bike shorts. The answer is B.",
+    /// "The user wants bike shorts. The candidate items are A, B, C. Choose only one item from the
+    /// candidates. The answer is B.", "Looking for bike shorts? Candidates: A, B, C. The answer is B.";
+    /// the other half are whole prompts (`PromptBuilder`, text level, a random template) whose
+    /// history of 2 to `historyLength` random events names 1 to 3 other items of that category
+    /// (none a candidate), with "The user wants bike shorts." before "The answer is B.". They teach
+    /// a small model to pick a listed title by what it is and copy it whole, brand first, from
+    /// the candidate list and not from a history item of the same kind — the step between knowing
+    /// what a user wants next and naming a candidate. The answer follows from the sentence itself
+    /// (random titles, random events, a random category): no user data. Items without categories
+    /// are never answers; a shop whose items all share one category has no drills.
+    public static func lookupDrills(from dataset: Dataset, count: Int, candidates: Int = 11, historyLength: Int = 10,
+                                    rng: inout SeededRNG) -> [String] {
+        let items = dataset.items
+        let category = items.map { $0.categories.last?.trimmingCharacters(in: .whitespaces) ?? "" }
+        let answerable = items.indices.filter { !category[$0].isEmpty }
+        guard count > 0, !answerable.isEmpty, candidates >= 2, historyLength >= 2, !dataset.behaviors.isEmpty,
+              Set(category).count >= 2 else { return [] }
+        let byCategory = Dictionary(grouping: items.indices, by: { category[$0] })
+        let builder = PromptBuilder(dataset: dataset)
+        var out: [String] = []
+        out.reserveCapacity(count)
+        var pool = Array(items.indices)
+        for _ in 0..<count {
+            let answer = answerable[rng.nextInt(below: answerable.count)]
+            let c = category[answer]
+            let inPrompt = rng.nextInt(below: 2) == 1
+            // History (prompt form): 1-3 other items of the category among random items of others.
+            var history: [HistoryEvent] = []
+            if inPrompt {
+                let length = 2 + rng.nextInt(below: historyLength - 1)
+                let sameKind = byCategory[c]!.filter { $0 != answer }
+                let distractors = sameKind.isEmpty ? 0 : 1 + rng.nextInt(below: min(3, sameKind.count, length))
+                for _ in 0..<distractors {
+                    history.append(HistoryEvent(behavior: rng.nextInt(below: dataset.behaviors.count),
+                                                item: sameKind[rng.nextInt(below: sameKind.count)]))
+                }
+                while history.count < length {
+                    let item = pool[rng.nextInt(below: pool.count)]
+                    if item == answer { continue }
+                    history.insert(HistoryEvent(behavior: rng.nextInt(below: dataset.behaviors.count), item: item),
+                                   at: rng.nextInt(below: history.count + 1))
+                }
+            }
+            let seen = Set(history.map(\.item))
+            // Others: a partial shuffle of the pool, keeping the first k-1 items of other categories
+            // that are not in the history.
+            let most = min(candidates, items.count)
+            let k = min(most, 4) + rng.nextInt(below: most - min(most, 4) + 1)
+            var others: [Int] = []
+            var i = 0
+            while others.count < k - 1 && i < pool.count {
+                pool.swapAt(i, i + rng.nextInt(below: pool.count - i))
+                if category[pool[i]] != c && !seen.contains(pool[i]) { others.append(pool[i]) }
+                i += 1
+            }
+            if others.isEmpty { continue }
+            var list = others
+            list.insert(answer, at: rng.nextInt(below: list.count + 1))
+            let a = items[answer].title
+            if inPrompt {
+                let prompt = builder.build(history: history, target: dataset.target, candidates: list, answer: nil,
+                                           level: .easy, template: PromptBuilder.randomTemplate(using: &rng))
+                let lead = "The answer is"
+                guard prompt.text.hasSuffix(lead) else { continue }
+                out.append(String(prompt.text.dropLast(lead.count)) + "The user wants \(c). \(lead) \(a).")
+                continue
+            }
+            let titles = list.map { items[$0].title }.joined(separator: ", ")
+            switch rng.nextInt(below: 3) {
+            case 0: out.append("The candidate items are \(titles). Choose the \(c). The answer is \(a).")
+            case 1: out.append("The user wants \(c). The candidate items are \(titles). Choose only one item from the candidates. The answer is \(a).")
+            default: out.append("Looking for \(c)? Candidates: \(titles). The answer is \(a).")
+            }
+        }
+        return out
+    }
+
     /// A corpus from a dataset that leaks no held-out answer: every item's text (title, brand,
     /// categories, description), the history sentences of `historySentences` (only events before
     /// each user's validation target), and question sentences with random candidates and random
     /// answers (`candidateSentences`, default three per item or per user, whichever is more), and
-    /// `copyDrills` list-recall drills (none by default).
+    /// `copyDrills` list-recall drills and `lookupDrills` look-up drills (none by default; each
+    /// kind from its own generator, so adding one kind leaves the rest of the corpus unchanged).
     public static func build(from dataset: Dataset, seed: UInt64 = 0, historyLength: Int = 20,
-                             candidateSentences count: Int? = nil, copyDrills drills: Int = 0) -> [String] {
+                             candidateSentences count: Int? = nil, copyDrills drills: Int = 0,
+                             lookupDrills lookups: Int = 0) -> [String] {
         var rng = SeededRNG(seed: seed, key: ["pretrain-corpus"])
         var docs = dataset.items.map { item -> String in
             let t = item.text
@@ -316,6 +399,10 @@ public enum PretrainCorpus {
         if drills > 0 {
             var drillRNG = SeededRNG(seed: seed, key: ["pretrain-copy-drills"])
             docs += copyDrills(from: dataset, count: drills, rng: &drillRNG)
+        }
+        if lookups > 0 {
+            var lookupRNG = SeededRNG(seed: seed, key: ["pretrain-lookup-drills"])
+            docs += lookupDrills(from: dataset, count: lookups, rng: &lookupRNG)
         }
         return docs
     }

@@ -161,6 +161,79 @@ final class PretrainTests: XCTestCase {
         }
     }
 
+    /// Look-up drills: a list of distinct titles with exactly one of the named category, which is
+    /// the answer; every phrasing used; the rest of the corpus unchanged; none when all items
+    /// share one category.
+    func testLookupDrillsNameTheOneCandidateOfTheCategory() throws {
+        let kinds = ["bike helmet", "tent", "yoga mat", "swim cap"]
+        let items = (0..<24).map { i in
+            Item(id: "I\(i)", title: "Brand\(i % 5) Model \(i) \(kinds[i % 4].capitalized)", brand: "Brand\(i % 5)",
+                 categories: ["Sports", kinds[i % 4]], description: nil)
+        }
+        let config = DatasetConfig(behaviors: [Behavior(name: "view", phrase: "views"), Behavior(name: "purchase", phrase: "purchases")],
+                                   target: "purchase")
+        let events: [(user: String, item: Int, behavior: Int, time: Double)] = [
+            ("u1", 0, 0, 1), ("u1", 1, 1, 2), ("u1", 2, 1, 3), ("u1", 3, 1, 4),
+        ]
+        let dataset = try Dataset(url: temp, items: items, config: config, events: events)
+        var rng = SeededRNG(seed: 5)
+        let drills = PretrainCorpus.lookupDrills(from: dataset, count: 60, rng: &rng)
+        XCTAssertEqual(drills.count, 60)
+        let byTitle = Dictionary(uniqueKeysWithValues: items.map { ($0.title, $0) })
+        var phrasings = Set<Int>()
+        for line in drills {
+            guard let answerStart = line.range(of: ". The answer is ", options: .backwards), line.hasSuffix(".") else { XCTFail(line); continue }
+            let answer = String(line[answerStart.upperBound...].dropLast())
+            let head = line[..<answerStart.lowerBound]
+            let category: String
+            var isPrompt = false
+            if line.hasPrefix("The candidate items are "), let r = head.range(of: ". Choose the ") {
+                phrasings.insert(0)
+                category = String(head[r.upperBound...])
+            } else if line.hasPrefix("The user wants ") {
+                phrasings.insert(1)
+                category = String(head.dropFirst("The user wants ".count).prefix { $0 != "." })
+            } else if line.hasPrefix("Looking for ") {
+                phrasings.insert(2)
+                category = String(head.dropFirst("Looking for ".count).prefix { $0 != "?" })
+            } else if let r = head.range(of: ". The user wants ", options: .backwards) {
+                phrasings.insert(3)  // a whole prompt, the category named just before the answer
+                isPrompt = true
+                category = String(head[r.upperBound...])
+                XCTAssertTrue(line.hasPrefix("The user views") || line.hasPrefix("The user purchases")
+                              || line.hasPrefix("A shopper's") || line.hasPrefix("Given that"), line)
+            } else { XCTFail(line); continue }
+            let markers = ["The candidate items are ", "Candidates: ", "Pick one of these candidates: "]
+            guard let listStart = markers.compactMap({ head.range(of: $0) }).min(by: { $0.lowerBound < $1.lowerBound }) else {
+                XCTFail(line); continue
+            }
+            let listEnd = head.range(of: ".", range: listStart.upperBound..<head.endIndex)?.lowerBound ?? head.endIndex
+            let listed = head[listStart.upperBound..<listEnd].components(separatedBy: ", ")
+            XCTAssertTrue(kinds.contains(category), line)
+            XCTAssertTrue((4...11).contains(listed.count), line)
+            XCTAssertEqual(Set(listed).count, listed.count, line)
+            XCTAssertTrue(listed.allSatisfy { byTitle[$0] != nil }, line)
+            XCTAssertEqual(listed.filter { byTitle[$0]?.categories.last == category }, [answer], line)
+            if isPrompt {
+                // The history names another item of the category and none of the candidates.
+                let history = head[..<listStart.lowerBound]
+                let historyTitles = items.map(\.title).filter { history.contains($0) }
+                XCTAssertTrue(historyTitles.contains { byTitle[$0]?.categories.last == category && $0 != answer }, line)
+                XCTAssertFalse(historyTitles.contains { listed.contains($0) }, line)
+            }
+        }
+        XCTAssertEqual(phrasings, [0, 1, 2, 3])
+        // Adding drills leaves the rest of the corpus as it was.
+        let plain = PretrainCorpus.build(from: dataset, seed: 2, candidateSentences: 10, copyDrills: 5)
+        let more = PretrainCorpus.build(from: dataset, seed: 2, candidateSentences: 10, copyDrills: 5, lookupDrills: 7)
+        XCTAssertEqual(Array(more.prefix(plain.count)), plain)
+        XCTAssertEqual(more.count, plain.count + 7)
+        // One category for all items: nothing to look up.
+        let same = try Dataset(url: temp, items: items.map { var i = $0; i.categories = ["Gear"]; return i },
+                               config: config, events: events)
+        XCTAssertEqual(PretrainCorpus.lookupDrills(from: same, count: 10, rng: &rng), [])
+    }
+
     /// Bad inputs give typed errors with messages naming what to fix.
     func testBadInputsThrowClearErrors() throws {
         let missing = temp.appendingPathComponent("nope.txt")
