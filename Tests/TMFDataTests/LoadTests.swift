@@ -1,5 +1,6 @@
 import Foundation
 import TMFData
+import TMFTestSupport
 import XCTest
 
 /// Writes a tiny dataset folder under a fresh temporary directory.
@@ -9,8 +10,7 @@ func makeDataset(
     config: String? = nil,
     files: [String: [UInt8]] = [:]
 ) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory
-        .appendingPathComponent("tmfdata-\(UUID().uuidString)")
+    let dir = scratchURL("tmfdata")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     if let items { try Data(items.utf8).write(to: dir.appendingPathComponent("items.jsonl")) }
     if let interactions { try Data(interactions.utf8).write(to: dir.appendingPathComponent("interactions.csv")) }

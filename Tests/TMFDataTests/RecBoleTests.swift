@@ -1,10 +1,11 @@
 import Foundation
 import TMFData
+import TMFTestSupport
 import XCTest
 
 final class RecBoleTests: XCTestCase {
     func folder(_ files: [String: String]) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tmfrb-\(UUID().uuidString)")
+        let dir = scratchURL("tmfrb")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for (name, text) in files { try Data(text.utf8).write(to: dir.appendingPathComponent(name)) }
         return dir

@@ -5,7 +5,7 @@ import XCTest
 
 final class SynthTests: XCTestCase {
     func tempDir() -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("tmfsynth-\(UUID().uuidString)")
+        scratchURL("tmfsynth")
     }
 
     func files(_ url: URL) throws -> [String: Data] {

@@ -9,6 +9,20 @@ public let fixturesURL: URL = {
     return url.appendingPathComponent("Fixtures")
 }()
 
+/// The folder that holds this test process's scratch folders; removed when the process exits.
+private let scratchRoot: URL = {
+    let root = FileManager.default.temporaryDirectory
+        .appendingPathComponent("tmf-tests-\(ProcessInfo.processInfo.processIdentifier)")
+    atexit { try? FileManager.default.removeItem(at: scratchRoot) }
+    return root
+}()
+
+/// A fresh, uncreated path `prefix-UUID` for a test's files, under a per-process folder that is
+/// deleted when the test process exits (so test runs leave nothing in the temporary directory).
+public func scratchURL(_ prefix: String) -> URL {
+    scratchRoot.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+}
+
 /// Asserts |a − b| ≤ atol + rtol·|b| elementwise, reporting the worst element.
 public func assertClose(_ a: [Float], _ b: [Float], rtol: Float = 1e-5, atol: Float = 1e-6,
                         _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line) {
