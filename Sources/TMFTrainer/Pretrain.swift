@@ -306,7 +306,7 @@ public enum PretrainCorpus {
     /// "The user wants bike shorts. The candidate items are A, B, C. Choose only one item from the
     /// candidates. The answer is B.", "Looking for bike shorts? Candidates: A, B, C. The answer is B.";
     /// the other half are whole prompts (`PromptBuilder`, text level, a random template) whose
-    /// history of 2 to `historyLength` random events names 1 to 3 other items of that category
+    /// history of 2 to `historyLength` random events names 1 to 3 other items of that category (if it has any)
     /// (none a candidate), with "The user wants bike shorts." before "The answer is B.". They teach
     /// a small model to pick a listed title by what it is and copy it whole, brand first, from
     /// the candidate list and not from a history item of the same kind — the step between knowing
