@@ -75,10 +75,12 @@ func pairedMedianSeconds(_ repeats: Int, _ a: () -> Void, _ b: () -> Void) -> (D
     return (t[0], t[1])
 }
 
-/// Median seconds of each body, the bodies timed in turn in every round, after one warm-up run
-/// of each.
+/// Median seconds of each body, the bodies timed in turn in every round, after three warm-up
+/// rounds. One was not enough: the first op that uses the kernels' worker threads (exp) measured
+/// 29-33% of memcpy over 5 rounds and 77% over 11 — a start-up transient of the just-started
+/// workers (cause not pinned down: scheduler placement or fresh pages), gone after three rounds.
 func alternatedMedianSeconds(_ repeats: Int, _ bodies: [() -> Void]) -> [Double] {
-    for body in bodies { body() }
+    for _ in 0..<3 { for body in bodies { body() } }
     var times = [[Double]](repeating: [], count: bodies.count)
     for _ in 0..<repeats {
         for (i, body) in bodies.enumerated() {
