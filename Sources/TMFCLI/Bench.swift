@@ -69,7 +69,7 @@ struct BenchCommand: ParsableCommand {
 }
 
 /// Median seconds of two bodies timed alternately (so a noisy neighbour slows both alike),
-/// after one warm-up run of each.
+/// after the warm-up rounds of `alternatedMedianSeconds`.
 func pairedMedianSeconds(_ repeats: Int, _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
     let t = withoutActuallyEscaping(a) { a in withoutActuallyEscaping(b) { b in alternatedMedianSeconds(repeats, [a, b]) } }
     return (t[0], t[1])

@@ -1,4 +1,3 @@
-import CKernels
 import COpenBLAS
 
 /// The BLAS entry points tmf uses. `TMFTensor` is the only module that calls BLAS; other
@@ -13,7 +12,7 @@ public enum BLAS {
     /// row kernels (`Kernels.threads`).
     public static func setThreads(_ n: Int) {
         openblas_set_num_threads(Int32(max(1, n)))
-        tmf_set_kernel_threads(Int32(max(1, min(n, 64))))
+        Kernels.setThreads(n)
     }
 
     /// Row-major C[M, N] = alpha · op(A) · op(B) + beta · C, with op(A) [M, K] and op(B) [K, N].
