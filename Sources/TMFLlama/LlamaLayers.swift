@@ -10,6 +10,14 @@ public protocol LinearAdapter: AnyObject {
     func delta(_ x: Tensor, training: Bool) -> Tensor
     /// Parameters the adapter trains.
     var trainableParameters: [Tensor] { get }
+    /// The term as a low-rank product, when it is one: `delta(x) = scale · down · upᵀ` with
+    /// down [..., r] (a function of x) and up [out, r]. The layer then adds it inside its own
+    /// product (`Tensor.linear(_:weight:down:up:scale:)`). Default nil: `delta` is used.
+    func lowRank(_ x: Tensor, training: Bool) -> (down: Tensor, up: Tensor, scale: Float)?
+}
+
+extension LinearAdapter {
+    public func lowRank(_ x: Tensor, training: Bool) -> (down: Tensor, up: Tensor, scale: Float)? { nil }
 }
 
 /// A bias-free linear layer y = x · Wᵀ over a frozen weight, with an optional adapter.
@@ -39,6 +47,9 @@ public final class LlamaLinear: @unchecked Sendable {
             BLAS.sgemv(trans: false, m: outFeatures, n: inFeatures, a: weight.pointer, lda: inFeatures,
                        x: x.pointer, beta: 0, y: base.pointer)
         } else {
+            if let adapter, let low = adapter.lowRank(x, training: training) {
+                return Tensor.linear(x, weight: weight, down: low.down, up: low.up, scale: low.scale)
+            }
             base = Tensor.linear(x, weight: weight)
         }
         guard let adapter else { return base }

@@ -92,6 +92,12 @@ public final class LoRALinear: LinearAdapter, @unchecked Sendable {
         return Tensor.linear(down.scale(scaling), weight: b)            // (..., out)
     }
 
+    /// The same term as (down, up, scale) = (dropout(x) · Aᵀ, B, scaling), for the layer to add
+    /// inside its own product.
+    public func lowRank(_ x: Tensor, training: Bool) -> (down: Tensor, up: Tensor, scale: Float)? {
+        (Tensor.linear(x.dropout(dropout, training: training, rng: &rng), weight: a), b, scaling)
+    }
+
     public var trainableParameters: [Tensor] { [a, b] }
 }
 

@@ -101,6 +101,41 @@ extension Tensor {
     /// `self · other` (see `matmul(_:_:transposeA:transposeB:)`).
     public func matmul(_ other: Tensor) -> Tensor { Tensor.matmul(self, other) }
 
+    /// A linear layer with a low-rank term, as LoRA adds it: x [..., in] · weight [out, in]ᵀ +
+    /// scale · down [..., r] · up [out, r]ᵀ → [..., out]. Two sgemm calls into one output (the
+    /// second accumulates, beta = 1): no separate sum, scaled copy or zero-filled product.
+    /// Gradients flow to every input that requires them.
+    public static func linear(_ x: Tensor, weight: Tensor, down: Tensor, up: Tensor, scale: Float) -> Tensor {
+        let inF = weight.shape[1], outF = weight.shape[0], r = up.shape[1]
+        precondition(x.shape.last == inF && down.shape.last == r && up.shape[0] == outF,
+                     "linear with low rank: x \(x.shape), weight \(weight.shape), down \(down.shape), up \(up.shape)")
+        let rows = x.count / max(inF, 1)
+        precondition(down.count == rows * r, "linear with low rank: down \(down.shape) for \(rows) rows")
+        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+        BLAS.sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.pointer, lda: inF,
+                   b: weight.pointer, ldb: inF, beta: 0, c: out.pointer, ldc: outF)
+        BLAS.sgemm(transA: false, transB: true, m: rows, n: outF, k: r, alpha: scale, a: down.pointer, lda: r,
+                   b: up.pointer, ldb: r, beta: 1, c: out.pointer, ldc: outF)
+        return out.record([x, weight, down, up]) { g in
+            if x.requiresGrad {      // dx[R, in] = g[R, out] · W[out, in]
+                BLAS.sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.pointer, lda: outF,
+                           b: weight.pointer, ldb: inF, beta: 1, c: x.gradBuffer().pointer, ldc: inF)
+            }
+            if weight.requiresGrad { // dW[out, in] = gᵀ · x
+                BLAS.sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.pointer, lda: outF,
+                           b: x.pointer, ldb: inF, beta: 1, c: weight.gradBuffer().pointer, ldc: inF)
+            }
+            if down.requiresGrad {   // d down[R, r] = scale · g · up
+                BLAS.sgemm(transA: false, transB: false, m: rows, n: r, k: outF, alpha: scale, a: g.pointer, lda: outF,
+                           b: up.pointer, ldb: r, beta: 1, c: down.gradBuffer().pointer, ldc: r)
+            }
+            if up.requiresGrad {     // d up[out, r] = scale · gᵀ · down
+                BLAS.sgemm(transA: true, transB: false, m: outF, n: r, k: rows, alpha: scale, a: g.pointer, lda: outF,
+                           b: down.pointer, ldb: r, beta: 1, c: up.gradBuffer().pointer, ldc: r)
+            }
+        }
+    }
+
     /// A linear layer in PyTorch's convention: x [..., in] · weight [out, in]ᵀ (+ bias [out]).
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
         let y = matmul(x, weight, transposeB: true)

@@ -31,6 +31,32 @@ final class AutogradTests: XCTestCase {
         XCTAssertTrue(y.isLeaf)
     }
 
+    /// The fused low-rank linear (LoRA's form) equals x·Wᵀ + (scale·down)·upᵀ built from separate
+    /// ops, forward and backward, and its gradients match finite differences; a frozen weight
+    /// gets none.
+    func testLinearWithLowRankEqualsTheSeparateOps() {
+        var rng = SeededRNG(seed: 5)
+        let x = Tensor.normal([2, 3, 6], rng: &rng), w = Tensor.normal([5, 6], rng: &rng)
+        let down = Tensor.normal([2, 3, 2], rng: &rng), up = Tensor.normal([5, 2], rng: &rng)
+        let probe = Tensor.normal([2, 3, 5], rng: &rng)
+        var grads: [[[Float]]] = []
+        for fused in [true, false] {
+            for t in [x, w, down, up] { t.requiresGrad = true; t.grad = nil }
+            let y = fused ? Tensor.linear(x, weight: w, down: down, up: up, scale: 0.75)
+                          : Tensor.linear(x, weight: w) + Tensor.linear(down.scale(0.75), weight: up)
+            XCTAssertEqual(y.shape, [2, 3, 5])
+            (y * probe).sum().backward()
+            grads.append([y.scalars] + [x, w, down, up].map { $0.grad!.scalars })
+        }
+        for k in 0..<5 { assertClose(grads[0][k], grads[1][k], rtol: 1e-5, atol: 1e-5, "output/gradient \(k)") }
+        gradCheck([x, w, down, up]) { Tensor.linear($0[0], weight: $0[1], down: $0[2], up: $0[3], scale: 0.75) }
+        let frozen = Tensor.normal([5, 6], rng: &rng)
+        x.grad = nil
+        Tensor.linear(x, weight: frozen, down: down, up: up, scale: 2).sum().backward()
+        XCTAssertNil(frozen.grad)
+        XCTAssertNotNil(x.grad)
+    }
+
     func testFrozenInputsGetNoGradient() {
         let frozen = Tensor([1, 2], shape: [1, 2])
         let w = Tensor([3, 4], shape: [2, 1], requiresGrad: true)
