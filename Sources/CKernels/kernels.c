@@ -576,40 +576,49 @@ TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y
 
 // Exact GELU, x·Φ(x) = max(x, 0) − |x|·Φ(−|x|), Φ(−|x|) = e^(−x²/2)·SP(|x|)/SQ(|x|). No range
 // check: |x| is clamped once to GX_A_MAX = 13.11 (x² ≤ 172, inside exp's fast range), which both
-// parts use (the rational has no pole on [0, ∞) and tends to 1/√(2π), so its fit range need not be
-// enforced: beyond 6.25 its error is multiplied by e^(−x²/2) < 3e-9). Beyond 13.11 the result is x
-// for x > 0 and −1.8e-38 for x < 0 (the true value there is below 2e-38 in magnitude), −∞
-// included (where the erf formula's −∞·0 is NaN); NaN stays NaN (max passes it through). The
-// division is a reciprocal estimate and one Newton step (relative error ≈ 1.4e-7, the same total
-// error as the division; about 8% faster on Zen 1, where a 256-bit division costs about five
-// multiply-adds).
+// parts use (the rational has no pole on [0, ∞) and stays within 3e-5 of the tail's scale there,
+// where e^(−x²/2) < 3e-9). Beyond 13.11 the result is x for x > 0 and −1.8e-38 for x < 0 (the true
+// value there is below 2e-38 in magnitude), −∞ included (where the erf formula's −∞·0 is NaN); NaN
+// stays NaN (max passes it through).
+//
+// Cost: the loop is bound by the two multiply-add pipes (a 256-bit multiply or multiply-add each
+// on Zen 1), while the divider and the add pipes have room. So SP's leading coefficient GS_P3 is
+// folded into e's polynomial (GY_*: GX_* times GS_P3) and SP is monic (an add where a multiply-add
+// was), the division stays (a reciprocal and a Newton step would add three multiply-adds), and one
+// clamp serves both parts: 15 multiply-pipe operations where there were 16 and one min fewer, ~7%
+// faster measured.
 #define GX_A_MAX 13.114877f
+#define GY_C0 3.987204432e-01f
+#define GY_D1 -1.993601622e-01f
+#define GY_D2 4.983920579e-02f
+#define GY_D3 -8.307167799e-03f
+#define GY_D4 1.044103244e-03f
+#define GY_D5 -1.032843855e-04f
+#define GS_M0 3.621644750e+01f  // GS_P0..2 / GS_P3
+#define GS_M1 2.434600673e+01f
+#define GS_M2 7.625683486e+00f
 TMF_INLINE TMF_AVX2 __m256 gelu_erf256(__m256 v) {
     __m256 ac = _mm256_min_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), _mm256_set1_ps(GX_A_MAX));
     __m256 s = _mm256_mul_ps(ac, ac);
     __m256 t = _mm256_fmadd_ps(s, _mm256_set1_ps(GX_LOG2E_HALF), _mm256_set1_ps(EXP_SHIFT));
-    // e = e^(−s/2): n from t, r' = s + 2n·ln2 (= −2r), p(r) in r', 2ⁿ into the exponent bits
+    // e = GS_P3·e^(−s/2): n from t, r' = s + 2n·ln2 (= −2r), GS_P3·p(r) in r', 2ⁿ into the exponent bits
     __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(EXP_SHIFT));
     __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(GX_LN2_2), s);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(GX_D5), r, _mm256_set1_ps(GX_D4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GX_D1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(GY_D5), r, _mm256_set1_ps(GY_D4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GY_D3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GY_D2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GY_D1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(GY_C0));
     __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
-    // w = |x|·SP/SQ, computed alongside e; 1/SQ by rcp (12 bits) and one Newton step:
-    // w = z·(1 + (1 − SQ·y0)) with z = |x|·SP·y0
-    __m256 sp = _mm256_fmadd_ps(_mm256_set1_ps(GS_P3), ac, _mm256_set1_ps(GS_P2));
-    sp = _mm256_fmadd_ps(sp, ac, _mm256_set1_ps(GS_P1));
-    sp = _mm256_fmadd_ps(sp, ac, _mm256_set1_ps(GS_P0));
+    // w = |x|·(SP/GS_P3)/SQ, computed alongside e
+    __m256 sp = _mm256_add_ps(ac, _mm256_set1_ps(GS_M2));
+    sp = _mm256_fmadd_ps(sp, ac, _mm256_set1_ps(GS_M1));
+    sp = _mm256_fmadd_ps(sp, ac, _mm256_set1_ps(GS_M0));
     __m256 sq = _mm256_add_ps(ac, _mm256_set1_ps(GS_Q3));
     sq = _mm256_fmadd_ps(sq, ac, _mm256_set1_ps(GS_Q2));
     sq = _mm256_fmadd_ps(sq, ac, _mm256_set1_ps(GS_Q1));
     sq = _mm256_fmadd_ps(sq, ac, _mm256_set1_ps(GS_Q0));
-    __m256 y0 = _mm256_rcp_ps(sq);
-    __m256 er = _mm256_fnmadd_ps(sq, y0, _mm256_set1_ps(1.0f));
-    __m256 z = _mm256_mul_ps(_mm256_mul_ps(ac, sp), y0);
-    __m256 w = _mm256_fmadd_ps(z, er, z);
+    __m256 w = _mm256_div_ps(_mm256_mul_ps(ac, sp), sq);
     return _mm256_fnmadd_ps(w, e, _mm256_max_ps(_mm256_setzero_ps(), v));  // max(0, −0) is −0; NaN passes
 }
 
