@@ -42,7 +42,7 @@ struct TrainCommand: ParsableCommand {
     var loraTargets: String?
     @Option(help: "text | behavior | item | full (the paper's Table 3 ablations).")
     var modalities: String = "full"
-    @Option(help: "History events per prompt (default 20; 5 with the bundled tiny Llama).")
+    @Option(help: "History events per prompt (default 20; 3 with the bundled tiny Llama).")
     var history: Int?
     @Option(help: "Validate every N steps (0: at the end).")
     var evalEvery: Int = 0
@@ -90,7 +90,7 @@ struct TrainCommand: ParsableCommand {
                 targetModules: targets == "all" ? loraTargetNames
                     : targets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
             let learningRate = lr ?? (tiny ? 5e-3 : 1e-3)
-            let historyLength = history ?? (tiny ? 5 : 20)
+            let historyLength = history ?? (tiny ? 3 : 20)
             var totalSteps = steps ?? (tiny ? 600 : 300)
             if let epochs {
                 // Count training examples once to turn epochs into steps.
