@@ -87,15 +87,14 @@ public final class LoRALinear: LinearAdapter, @unchecked Sendable {
 
     /// x [..., in] → scaling · (dropout(x) · Aᵀ) · Bᵀ [..., out].
     public func delta(_ x: Tensor, training: Bool) -> Tensor {
-        let xd = x.dropout(dropout, training: training, rng: &rng)
-        let down = Tensor.linear(xd, weight: a)                         // (..., r)
-        return Tensor.linear(down.scale(scaling), weight: b)            // (..., out)
+        let term = lowRank(x, training: training)!
+        return Tensor.linear(term.down.scale(term.scale), weight: term.up)  // (..., out)
     }
 
     /// The same term as (down, up, scale) = (dropout(x) · Aᵀ, B, scaling), for the layer to add
     /// inside its own product.
     public func lowRank(_ x: Tensor, training: Bool) -> (down: Tensor, up: Tensor, scale: Float)? {
-        (Tensor.linear(x.dropout(dropout, training: training, rng: &rng), weight: a), b, scaling)
+        (Tensor.linear(x.dropout(dropout, training: training, rng: &rng), weight: a), b, scaling)  // down (..., r)
     }
 
     public var trainableParameters: [Tensor] { [a, b] }
