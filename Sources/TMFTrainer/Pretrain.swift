@@ -306,8 +306,9 @@ public enum PretrainCorpus {
     /// "The user wants bike shorts. The candidate items are A, B, C. Choose only one item from the
     /// candidates. The answer is B.", "Looking for bike shorts? Candidates: A, B, C. The answer is B.";
     /// the other half are whole prompts (`PromptBuilder`, text level, a random template) whose
-    /// history of 2 to `historyLength` random events names 1 to 3 other items of that category (if it has any)
-    /// (none a candidate), with "The user wants bike shorts." before "The answer is B.". They teach
+    /// history of 2 to `historyLength` random events names 1 to 3 other items of that category,
+    /// none of them a candidate (none at all when the category has no other item), with "The user
+    /// wants bike shorts." before "The answer is B.". They teach
     /// a small model to pick a listed title by what it is and copy it whole, brand first, from
     /// the candidate list and not from a history item of the same kind — the step between knowing
     /// what a user wants next and naming a candidate. The answer follows from the sentence itself
