@@ -581,12 +581,18 @@ TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y
 // value there is below 2e-38 in magnitude), −∞ included (where the erf formula's −∞·0 is NaN); NaN
 // stays NaN (max passes it through).
 //
-// Cost: the loop is bound by the two multiply-add pipes (a 256-bit multiply or multiply-add each
-// on Zen 1), while the divider and the add pipes have room. So SP's leading coefficient GS_P3 is
-// folded into e's polynomial (GY_*: GX_* times GS_P3) and SP is monic (an add where a multiply-add
-// was), the division stays (a reciprocal and a Newton step would add three multiply-adds), and one
-// clamp serves both parts: 15 multiply-pipe operations where there were 16 and one min fewer, ~7%
-// faster measured.
+// Cost, measured on this AVX2-only Zen-1-class core (about 2.2 GHz by an FMA latency chain): about
+// 26 cycles per 8 lanes with the data in L1, though its 15 multiply-pipe operations (two 128-bit
+// pipes: one 256-bit multiply or multiply-add per cycle) need only about 16. A synthetic loop with
+// the same mix (15 multiply-adds, 8 adds, one division) takes the same 25-26 cycles, and making one of
+// its adds read an earlier value costs about 4 more: the dependency structure, not one countable
+// resource, sets the pace. What helped: SP's leading coefficient GS_P3 folded into e's polynomial
+// (GY_*: GX_* times GS_P3) so that SP is monic (an add where a multiply-add was), and one clamp for
+// both parts: about 7% faster. What did not (real loop unless said): a reciprocal and a Newton step
+// instead of the division (5-10% slower); e^(−r/2) as a symmetric [2/2] rational sharing the one
+// division (13 multiply-pipe operations, 5% slower); the constants as memory operands instead of
+// broadcasts (2-6% slower); Estrin's scheme for e's polynomial and a hand-interleaved order (no gain
+// in L1).
 #define GX_A_MAX 13.114877f
 #define GY_C0 GS_P3  // e's polynomial times GS_P3 (Float32 constant expressions)
 #define GY_D1 (GX_D1 * GS_P3)
