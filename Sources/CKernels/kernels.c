@@ -584,8 +584,8 @@ TMF_INLINE TMF_AVX2 void map_avx2(int kind, int unroll, const float *x, float *y
 // Cost, measured on this AVX2-only Zen-1-class core (about 2.2 GHz by an FMA latency chain): about
 // 26 cycles per 8 lanes with the data in L1, though its 15 multiply-pipe operations (two 128-bit
 // pipes: one 256-bit multiply or multiply-add per cycle) need only about 16. A synthetic loop with
-// the same mix (15 multiply-adds, 8 adds, one division) takes the same 25-26 cycles, and making one of
-// its adds read an earlier value costs about 4 more: the dependency structure, not one countable
+// the same mix (15 multiply-adds, 8 adds, one division) takes the same 25-26 cycles, and making one
+// of its adds read an earlier value costs about 4 more: the dependency structure, not one countable
 // resource, sets the pace. What helped: SP's leading coefficient GS_P3 folded into e's polynomial
 // (GY_*: GX_* times GS_P3) so that SP is monic (an add where a multiply-add was), and one clamp for
 // both parts: about 7% faster. What did not (real loop unless said): a reciprocal and a Newton step
