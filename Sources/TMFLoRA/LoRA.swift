@@ -87,14 +87,18 @@ public final class LoRALinear: LinearAdapter, @unchecked Sendable {
 
     /// x [..., in] → scaling · (dropout(x) · Aᵀ) · Bᵀ [..., out].
     public func delta(_ x: Tensor, training: Bool) -> Tensor {
-        let term = lowRank(x, training: training)!
-        return Tensor.linear(term.down.scale(term.scale), weight: term.up)  // (..., out)
+        Tensor.linear(down(x, training: training).scale(scaling), weight: b)  // (..., out)
     }
 
     /// The same term as (down, up, scale) = (dropout(x) · Aᵀ, B, scaling), for the layer to add
     /// inside its own product.
     public func lowRank(_ x: Tensor, training: Bool) -> (down: Tensor, up: Tensor, scale: Float)? {
-        (Tensor.linear(x.dropout(dropout, training: training, rng: &rng), weight: a), b, scaling)  // down (..., r)
+        (down(x, training: training), b, scaling)
+    }
+
+    /// dropout(x) · Aᵀ: x [..., in] → [..., r].
+    private func down(_ x: Tensor, training: Bool) -> Tensor {
+        Tensor.linear(x.dropout(dropout, training: training, rng: &rng), weight: a)
     }
 
     public var trainableParameters: [Tensor] { [a, b] }

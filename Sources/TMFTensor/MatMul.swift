@@ -117,22 +117,22 @@ extension Tensor {
         BLAS.sgemm(transA: false, transB: true, m: rows, n: outF, k: r, alpha: scale, a: down.pointer, lda: r,
                    b: up.pointer, ldb: r, beta: 1, c: out.pointer, ldc: outF)
         return out.record([x, weight, down, up]) { g in
-            if x.requiresGrad {      // dx[R, in] = g[R, out] · W[out, in]
-                BLAS.sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.pointer, lda: outF,
-                           b: weight.pointer, ldb: inF, beta: 1, c: x.gradBuffer().pointer, ldc: inF)
-            }
-            if weight.requiresGrad { // dW[out, in] = gᵀ · x
-                BLAS.sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.pointer, lda: outF,
-                           b: x.pointer, ldb: inF, beta: 1, c: weight.gradBuffer().pointer, ldc: inF)
-            }
-            if down.requiresGrad {   // d down[R, r] = scale · g · up
-                BLAS.sgemm(transA: false, transB: false, m: rows, n: r, k: outF, alpha: scale, a: g.pointer, lda: outF,
-                           b: up.pointer, ldb: r, beta: 1, c: down.gradBuffer().pointer, ldc: r)
-            }
-            if up.requiresGrad {     // d up[out, r] = scale · gᵀ · down
-                BLAS.sgemm(transA: true, transB: false, m: outF, n: r, k: rows, alpha: scale, a: g.pointer, lda: outF,
-                           b: down.pointer, ldb: r, beta: 1, c: up.gradBuffer().pointer, ldc: r)
-            }
+            accumulateLinearGradients(g, a: x, b: weight, rows: rows, k: inF, n: outF, alpha: 1)
+            accumulateLinearGradients(g, a: down, b: up, rows: rows, k: r, n: outF, alpha: scale)
+        }
+    }
+
+    /// Backward of out[R, N] += alpha · a[R, K] · b[N, K]ᵀ, into the gradients of those that need
+    /// them: da += alpha · g · b, db += alpha · gᵀ · a.
+    private static func accumulateLinearGradients(_ g: Tensor, a: Tensor, b: Tensor, rows: Int, k: Int, n: Int,
+                                                  alpha: Float) {
+        if a.requiresGrad {
+            BLAS.sgemm(transA: false, transB: false, m: rows, n: k, k: n, alpha: alpha, a: g.pointer, lda: n,
+                       b: b.pointer, ldb: k, beta: 1, c: a.gradBuffer().pointer, ldc: k)
+        }
+        if b.requiresGrad {
+            BLAS.sgemm(transA: true, transB: false, m: n, n: k, k: rows, alpha: alpha, a: g.pointer, lda: n,
+                       b: a.pointer, ldb: k, beta: 1, c: b.gradBuffer().pointer, ldc: k)
         }
     }
 

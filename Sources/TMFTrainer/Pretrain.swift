@@ -308,10 +308,10 @@ public enum PretrainCorpus {
     /// the other half are whole prompts (`PromptBuilder`, text level, a random template) whose
     /// history of 2 to `historyLength` random events names 1 to 3 other items of that category,
     /// none of them a candidate (none at all when the category has no other item), with "The user
-    /// wants bike shorts." before "The answer is B.". They teach
-    /// a small model to pick a listed title by what it is and copy it whole, brand first, from
-    /// the candidate list and not from a history item of the same kind — the step between knowing
-    /// what a user wants next and naming a candidate. The answer follows from the sentence itself
+    /// wants bike shorts." before "The answer is B.". They teach a small model to pick a listed
+    /// title by what it is and copy it whole, brand first, from the candidate list and not from a
+    /// history item of the same kind — the step between knowing what a user wants next and naming
+    /// a candidate. The answer follows from the sentence itself
     /// (random titles, random events, a random category): no user data. Items without categories
     /// are never answers; a shop whose items all share one category has no drills.
     public static func lookupDrills(from dataset: Dataset, count: Int, candidates: Int = 11, historyLength: Int = 10,
