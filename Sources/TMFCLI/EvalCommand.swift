@@ -27,6 +27,12 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Decode only token paths that spell a candidate title (ValidRatio 1).")
     var constrained = false
 
+    @Flag(help: "Rank the whole candidate set (HitRate@1, HitRate@3, NDCG@10, MRR); no generation.")
+    var rank = false
+
+    @Option(help: "With --rank on a model: sum or mean (per token) of the answer's log-likelihood (default: the model's).")
+    var normalization: String?
+
     @Option(help: "Score only the first N examples.")
     var limit: Int?
 
@@ -39,13 +45,13 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Prompts generated together.")
     var batchSize: Int = 8
 
-    @Flag(help: "Drop invalid dataset rows (counted on stderr) instead of failing.")
+    @Flag(help: "Drop invalid dataset rows (counted on stderr) instead of failing (default: as the model was trained).")
     var skipInvalid = false
 
     @Flag(help: "Print one JSON object instead of lines.")
     var json = false
 
-    @Option(help: "Write every example's answer to this JSON Lines file (user, target, candidates, output, chosen, correct).")
+    @Option(help: "Write every example's answer to this JSON Lines file (user, target, candidates, then output, chosen, correct; or scores, ranking, rank with --rank).")
     var predictions: String?
 
     @Flag(help: "Print no progress.")
@@ -60,94 +66,166 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("unknown --baseline '\(baseline)'; use popular, random or mbht")
         }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if rank && constrained { throw ValidationError("give --rank or --constrained, not both") }
+        if constrained && baseline != nil { throw ValidationError("--constrained decodes the LLM; baselines take --rank or nothing") }
+        if let normalization, LengthNormalization(rawValue: normalization) == nil {
+            throw ValidationError("--normalization must be sum or mean")
+        }
     }
 
-    func emit(_ metrics: EvalMetrics) {
-        if json { print(metrics.json) } else { for line in metrics.lines { print(line) } }
+    /// Prints generative figures, or ranking figures with --rank.
+    func emit(lines: [String], json object: String) {
+        if json { print(object) } else { for line in lines { print(line) } }
     }
 
     func run() throws {
         compute.apply()
         try reportingErrors {
             let splitValue = Split(rawValue: split)!
-            if let name = baseline, let kind = Baseline(rawValue: name) {
-                let dataPath: URL
-                if let data { dataPath = URL(fileURLWithPath: data) }
-                else if let model { dataPath = URL(fileURLWithPath: try ModelSpec.load(folder: URL(fileURLWithPath: model)).dataset) }
-                else { throw DataError.invalidArgument("--baseline \(name) needs --data DATASET (a dataset folder, e.g. Fixtures/shop)") }
-                let dataset = try Dataset.load(from: dataPath, options: LoadOptions(skipInvalid: skipInvalid, target: target))
-                if let summary = dataset.skipped.summary { printError("tmf: \(dataPath.path): \(summary)") }
-                emit(try dataset.evaluate(baseline: kind, split: splitValue, seed: seed ?? 42, limit: limit))
-                return
-            }
             let folder = URL(fileURLWithPath: model ?? "tmf-model")
+            // The model folder's record (seed, dataset, --skip-invalid), when there is one to use:
+            // always for a model row, and for a baseline unless only --data was given.
+            let spec: ModelSpec? = (baseline == nil || baseline == "mbht" || model != nil || data == nil)
+                ? try? ModelSpec.load(folder: folder) : nil
+            let dropInvalid = skipInvalid || (spec?.skipInvalid ?? false)
+            let writer = try PredictionWriter(path: predictions)
             let progress = Progress(quiet: quiet)
-            if baseline == "mbht" {
-                // Only the MBHT stage is needed (`tmf train --stage graph` suffices).
-                let spec = try? ModelSpec.load(folder: folder)
+
+            if let name = baseline {
                 guard let dataPath = data.map({ URL(fileURLWithPath: $0) }) ?? spec.map({ URL(fileURLWithPath: $0.dataset) }) else {
-                    throw DataError.invalidArgument("--baseline mbht on a graph-only model folder needs --data DATASET")
+                    throw DataError.invalidArgument(name == "mbht"
+                        ? "--baseline mbht needs a model folder from `tmf train` (at least --stage graph), or --data DATASET"
+                        : "--baseline \(name) needs --data DATASET (a dataset folder, e.g. Fixtures/shop) or a model folder")
                 }
-                let dataset = try Dataset.load(from: dataPath, options: LoadOptions(skipInvalid: skipInvalid, target: target))
-                let graphURL = folder.appendingPathComponent(Pipeline.graphFile)
-                guard FileManager.default.fileExists(atPath: graphURL.path) else {
-                    throw DataError.invalidArgument("\(folder.path) has no \(Pipeline.graphFile); run `tmf train --stage graph --out \(folder.path)` first")
-                }
-                let graph = try MBHTModel.load(from: graphURL)
-                guard graph.configuration.numItems == dataset.items.count else {
-                    throw DataError.invalidArgument("\(graphURL.path) was trained on another item set than \(dataPath.path)")
-                }
+                let dataset = try Dataset.load(from: dataPath, options: LoadOptions(skipInvalid: dropInvalid, target: target ?? spec?.target))
+                if let summary = dataset.skipped.summary { printError("tmf: \(dataPath.path): \(summary)") }
+                let seedValue = seed ?? spec?.training.seed ?? 42
                 var examples = SplitExamples(dataset)[splitValue]
                 if let limit { examples = Array(examples.prefix(limit)) }
-                let ranking = try Pipeline.graphExamples(dataset, examples: examples, seed: seed ?? spec?.training.seed ?? 42,
-                                                         length: graph.configuration.maxSequenceLength)
-                let scores = try graph.scores(histories: ranking.map(\.history), candidates: ranking.map(\.candidates))
-                var metrics = EvalMetrics()
-                for (r, s) in zip(ranking, scores) {
-                    let best = s.indices.max { s[$0] < s[$1] || (s[$0] == s[$1] && $0 > $1) }!
-                    metrics.add(AnswerScore(chosen: best, correct: r.candidates[best] == r.groundTruth))
+                // Scores of every example's candidates (higher is better), then one row of figures.
+                var scored: [(Example, [Int], [Double])] = []
+                if let kind = Baseline(rawValue: name) {
+                    _ = try dataset.rank(baseline: kind, split: splitValue, seed: seedValue, limit: limit) { scored.append(($0, $1, $2)) }
+                } else {
+                    let graphURL = folder.appendingPathComponent(Pipeline.graphFile)
+                    guard FileManager.default.fileExists(atPath: graphURL.path) else {
+                        throw DataError.invalidArgument("\(folder.path) has no \(Pipeline.graphFile); run `tmf train --stage graph --out \(folder.path)` first")
+                    }
+                    let graph = try MBHTModel.load(from: graphURL)
+                    guard graph.configuration.numItems == dataset.items.count else {
+                        throw DataError.invalidArgument("\(graphURL.path) was trained on another item set than \(dataPath.path)")
+                    }
+                    let ranking = try Pipeline.graphExamples(dataset, examples: examples, seed: seedValue,
+                                                             length: graph.configuration.maxSequenceLength)
+                    let scores = try graph.scores(histories: ranking.map(\.history), candidates: ranking.map(\.candidates))
+                    scored = zip(zip(examples, ranking), scores).map { ($0.0, $0.1.candidates, $1.map(Double.init)) }
                 }
-                emit(metrics)
+                if rank {
+                    var metrics = RankMetrics()
+                    for (ex, candidates, scores) in scored {
+                        let r = rankOf(truth: candidates.firstIndex(of: ex.target)!, scores: scores)
+                        metrics.add(rank: r)
+                        try writer?.ranked(ex, candidates, scores: scores, rank: r, dataset: dataset)
+                    }
+                    try writer?.finish()
+                    emit(lines: metrics.lines, json: metrics.json)
+                } else {
+                    // The top-scored candidate is the baseline's answer.
+                    var metrics = EvalMetrics()
+                    for (ex, candidates, scores) in scored {
+                        let pick = rankedCandidates(scores)[0]
+                        let score = AnswerScore(chosen: pick, correct: candidates[pick] == ex.target)
+                        metrics.add(score)
+                        try writer?.answered(ex, candidates, output: dataset.items[candidates[pick]].title, score: score, dataset: dataset)
+                    }
+                    try writer?.finish()
+                    emit(lines: metrics.lines, json: metrics.json)
+                }
                 return
             }
-            if let predictions {
-                // Fail before the (long) evaluation when the file cannot be written.
-                let parent = URL(fileURLWithPath: predictions).deletingLastPathComponent().path
-                var isFolder: ObjCBool = false
-                guard FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), isFolder.boolValue else {
-                    throw DataError.io(path: predictions, reason: "its folder \(parent) does not exist")
-                }
-            }
-            let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) })
+
+            let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) }, skipInvalid: dropInvalid)
             let dataset = trained.dataset
             let seedValue = seed ?? trained.spec.training.seed
             var examples = SplitExamples(dataset)[splitValue]
             if let limit { examples = Array(examples.prefix(limit)) }
-            var lines = Data()
-            let record: ((Example, [Int], String, AnswerScore) throws -> Void)? = predictions == nil ? nil : { ex, candidates, text, score in
-                let object: [String: Any] = [
-                    "user": dataset.userIDs[ex.user],
-                    "target": dataset.items[ex.target].id,
-                    "candidates": candidates.map { dataset.items[$0].id },
-                    "output": text,
-                    "chosen": score.chosen.map { dataset.items[candidates[$0]].id as Any } ?? NSNull(),
-                    "correct": score.correct,
-                ]
-                lines.append(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
-                lines.append(0x0A)
+            let onProgress: (Int, Int) -> Bool = { done, total in
+                progress.update(rank ? "ranking" : "evaluating", done, total)
+                return true
+            }
+            if rank {
+                let norm = normalization.flatMap(LengthNormalization.init(rawValue:)) ?? trained.spec.normalization ?? Pipeline.defaultNormalization
+                let metrics = try trained.recommender.rank(
+                    dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
+                    normalization: norm, batchSize: batchSize, answer: { ex, candidates, scores in
+                        let s = scores.scores(norm)
+                        try writer?.ranked(ex, candidates, scores: s, rank: rankOf(truth: candidates.firstIndex(of: ex.target)!, scores: s),
+                                           dataset: dataset)
+                    }, progress: onProgress)
+                progress.finish()
+                try writer?.finish()
+                emit(lines: metrics.lines, json: metrics.json)
+                return
             }
             let metrics = try trained.recommender.evaluate(
                 dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
-                constrained: constrained, batchSize: batchSize, answer: record) { done, total in
-                    progress.update("evaluating", done, total)
-                    return true
-                }
+                constrained: constrained, batchSize: batchSize, answer: { ex, candidates, text, score in
+                    try writer?.answered(ex, candidates, output: text, score: score, dataset: dataset)
+                }, progress: onProgress)
             progress.finish()
-            if let predictions {
-                do { try lines.write(to: URL(fileURLWithPath: predictions), options: .atomic) }
-                catch { throw DataError.io(path: predictions, reason: "cannot write (\(error.localizedDescription))") }
-            }
-            emit(metrics)
+            try writer?.finish()
+            emit(lines: metrics.lines, json: metrics.json)
         }
+    }
+}
+
+/// `--predictions FILE`: one JSON object per example, written atomically at the end.
+final class PredictionWriter {
+    let path: String
+    var lines = Data()
+
+    /// nil without a path; fails before the (long) evaluation when the file cannot be written.
+    init?(path: String?) throws {
+        guard let path else { return nil }
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), isFolder.boolValue else {
+            throw DataError.io(path: path, reason: "its folder \(parent) does not exist")
+        }
+        self.path = path
+    }
+
+    func append(_ ex: Example, _ candidates: [Int], dataset: Dataset, _ extra: [String: Any]) throws {
+        var object: [String: Any] = [
+            "user": dataset.userIDs[ex.user],
+            "target": dataset.items[ex.target].id,
+            "candidates": candidates.map { dataset.items[$0].id },
+        ]
+        object.merge(extra) { $1 }
+        lines.append(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+        lines.append(0x0A)
+    }
+
+    /// A generative answer: the text, the candidate it names (or null) and whether it is right.
+    func answered(_ ex: Example, _ candidates: [Int], output: String, score: AnswerScore, dataset: Dataset) throws {
+        try append(ex, candidates, dataset: dataset, [
+            "output": output,
+            "chosen": score.chosen.map { dataset.items[candidates[$0]].id as Any } ?? NSNull(),
+            "correct": score.correct,
+        ])
+    }
+
+    /// A ranking: every candidate's score, the ids best first, and the ground truth's rank.
+    func ranked(_ ex: Example, _ candidates: [Int], scores: [Double], rank: Int, dataset: Dataset) throws {
+        try append(ex, candidates, dataset: dataset, [
+            "scores": scores,
+            "ranking": rankedCandidates(scores).map { dataset.items[candidates[$0]].id },
+            "rank": rank,
+        ])
+    }
+
+    func finish() throws {
+        do { try lines.write(to: URL(fileURLWithPath: path), options: .atomic) }
+        catch { throw DataError.io(path: path, reason: "cannot write (\(error.localizedDescription))") }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TMFData
 import TMFTensor
 
 /// Runs a command body, turning any library error into one `tmf: …` line on stderr and exit
@@ -30,6 +31,13 @@ enum BundledDefaults {
     static var shop: URL { fixtures.appendingPathComponent("shop") }
     static var llm: URL { fixtures.appendingPathComponent("models/tiny-llama") }
     static var clip: URL { fixtures.appendingPathComponent("models/tiny-clip") }
+
+    /// The content fingerprint of the bundled shop (the data the bundled tiny Llama was made on);
+    /// "" when the fixtures are not there.
+    static func shopFingerprint() throws -> String {
+        guard FileManager.default.fileExists(atPath: shop.appendingPathComponent("items.jsonl").path) else { return "" }
+        return try Dataset.load(from: shop, options: LoadOptions(checkImages: false)).fingerprint
+    }
 }
 
 /// Progress output: a redrawn bar on a terminal, plain periodic lines otherwise, nothing with

@@ -16,11 +16,15 @@ struct TrainCommand: ParsableCommand {
     var dataset: String?
     @Option(help: "Model folder to write.")
     var out: String = "tmf-model"
-    @Option(help: "Llama folder (config.json, model.safetensors, tokenizer.model).")
+    @Option(help: "Llama folder (config.json, model.safetensors, tokenizer.model); default: the bundled tiny Llama on the bundled shop, else a small Llama pretrained on the dataset (the [pretrain] stage).")
     var llm: String?
+    @Option(help: "[pretrain] stage: optimiser steps (default: by the dataset's size, 600-1500; see README).")
+    var pretrainSteps: Int?
+    @Option(help: "[pretrain] stage: tokenizer vocabulary (default: 1000 + items / 2, at most 4000).")
+    var pretrainVocab: Int?
     @Option(help: "CLIP folder (config.json, model.safetensors, vocab.json, merges.txt).")
     var clip: String?
-    @Option(help: "Optimiser steps T (default 300; 600 with the bundled tiny Llama).")
+    @Option(help: "Optimiser steps T (default 300; 600 with a small Llama: bundled or pretrained).")
     var steps: Int?
     @Option(help: "Epochs over the training examples (instead of --steps).")
     var epochs: Double?
@@ -30,19 +34,19 @@ struct TrainCommand: ParsableCommand {
     var batchSize: Int = 8
     @Option(name: .customLong("grad-accum"), help: "Batches accumulated per step.")
     var gradAccum: Int = 1
-    @Option(help: "Peak learning rate (default 1e-3; 5e-3 with the bundled tiny Llama).")
+    @Option(help: "Peak learning rate (default 1e-3; 5e-3 with a small Llama).")
     var lr: Float?
-    @Option(help: "LoRA rank (default 8; 16 with the bundled tiny Llama).")
+    @Option(help: "LoRA rank (default 8; 16 with a small Llama).")
     var loraR: Int?
     @Option(help: "LoRA alpha (scaling alpha / rank).")
     var loraAlpha: Float = 16
     @Option(help: "LoRA dropout.")
     var loraDropout: Float = 0
-    @Option(help: "Comma-separated LoRA targets, or all (default q_proj,v_proj; all with the bundled tiny Llama).")
+    @Option(help: "Comma-separated LoRA targets, or all (default q_proj,v_proj; all with a small Llama).")
     var loraTargets: String?
     @Option(help: "text | behavior | item | full (the paper's Table 3 ablations).")
     var modalities: String = "full"
-    @Option(help: "History events per prompt (default 20; 3 with the bundled tiny Llama).")
+    @Option(help: "History events per prompt (default 20; 3 with a small Llama).")
     var history: Int?
     @Option(help: "Validate every N steps (0: at the end).")
     var evalEvery: Int = 0
@@ -50,7 +54,7 @@ struct TrainCommand: ParsableCommand {
     var evalLimit: Int = 100
     @Option(help: "MBHT epochs (early stopping on validation HitRate).")
     var graphEpochs: Int = 30
-    @Option(help: "Stage to run up to: encode | graph | llm | all.")
+    @Option(help: "Stage to run up to: pretrain | encode | graph | llm | all.")
     var stage: String = "all"
     @Option(help: "Seed of everything random.")
     var seed: UInt64 = 42
@@ -64,7 +68,12 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         if Modalities(rawValue: modalities) == nil { throw ValidationError("--modalities must be text, behavior, item or full") }
-        if Stage(rawValue: stage) == nil { throw ValidationError("--stage must be encode, graph, llm or all") }
+        if Stage(rawValue: stage) == nil { throw ValidationError("--stage must be pretrain, encode, graph, llm or all") }
+        if let pretrainSteps, pretrainSteps < 1 { throw ValidationError("--pretrain-steps must be at least 1") }
+        if let pretrainVocab, pretrainVocab < 260 { throw ValidationError("--pretrain-vocab must be at least 260") }
+        if llm != nil && (pretrainSteps != nil || pretrainVocab != nil) {
+            throw ValidationError("--pretrain-steps and --pretrain-vocab make the dataset's own Llama; they do not apply with --llm")
+        }
         if steps != nil && epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
         if let epochs, !(epochs > 0) { throw ValidationError("--epochs must be positive") }
@@ -80,21 +89,32 @@ struct TrainCommand: ParsableCommand {
                                           llm: llm.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.llm,
                                           clip: clip.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.clip)
             options.modalities = Modalities(rawValue: modalities)!
-            // The bundled tiny Llama (under a million weights) needs a stronger recipe than a real
-            // checkpoint: every projection adapted, a higher rate, shorter prompts.
-            let tiny = llm == nil
-            let targets = loraTargets ?? (tiny ? "all" : "q_proj,v_proj")
-            let rank = loraR ?? (tiny ? 16 : 8)
-            options.lora = try LoRAConfiguration(
-                rank: rank, alpha: loraAlpha, dropout: loraDropout,
-                targetModules: targets == "all" ? loraTargetNames
-                    : targets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
-            let learningRate = lr ?? (tiny ? 5e-3 : 1e-3)
-            let historyLength = history ?? (tiny ? 3 : 20)
-            var totalSteps = steps ?? (tiny ? 600 : 300)
+            // Which LLM: --llm; else the bundled tiny Llama for the bundled shop (recognised by its
+            // content, not its path); else one pretrained on this dataset (the [pretrain] stage).
+            var loaded: Dataset?
+            if llm == nil {
+                let d = try Dataset.load(from: dataURL, options: LoadOptions(skipInvalid: skipInvalid, checkImages: false))
+                loaded = d
+                if try d.fingerprint == BundledDefaults.shopFingerprint() {
+                    options.llmSource = "bundled"
+                } else {
+                    var plan = LanguageModelPlan.forDataset(d, steps: pretrainSteps, seed: seed)
+                    if let pretrainVocab { plan.parameters.vocabularySize = pretrainVocab }
+                    options.pretrain = plan
+                    options.llmSource = "pretrained"
+                }
+            }
+            let recipe: TrainingRecipe = llm == nil ? .smallModel : .checkpoint
+            let targets = loraTargets.map { $0 == "all" ? loraTargetNames : $0.split(separator: ",").map {
+                String($0).trimmingCharacters(in: .whitespaces) } } ?? recipe.loraTargets
+            options.lora = try LoRAConfiguration(rank: loraR ?? recipe.loraRank, alpha: loraAlpha, dropout: loraDropout,
+                                                 targetModules: targets)
+            let learningRate = lr ?? recipe.learningRate
+            let historyLength = history ?? recipe.historyLength
+            var totalSteps = steps ?? recipe.steps
             if let epochs {
                 // Count training examples once to turn epochs into steps.
-                let d = try Dataset.load(from: dataURL, options: LoadOptions(skipInvalid: skipInvalid))
+                let d = try loaded ?? Dataset.load(from: dataURL, options: LoadOptions(skipInvalid: skipInvalid))
                 let n = SplitExamples(d).train.count
                 totalSteps = max(1, Int((Double(n) * epochs / Double(batchSize * gradAccum)).rounded(.up)))
             }
@@ -112,6 +132,22 @@ struct TrainCommand: ParsableCommand {
                 switch event {
                 case let .stage(s, cached):
                     progress.line(cached ? "[\(s.rawValue)] reused the cached result" : "[\(s.rawValue)]")
+                case let .pretrain(p):
+                    switch p {
+                    case let .prepared(train, valid, docs, params, vocabulary):
+                        progress.line("pretraining the dataset's own Llama: \(docs) documents, \(train) training tokens "
+                                      + "(\(valid) held out), vocabulary \(vocabulary), \(params) weights")
+                    case let .step(r):
+                        progress.update("pretraining", r.step, options.pretrain?.parameters.steps ?? r.step,
+                                        String(format: "loss %.4f lr %.2e %.0f tok/s", r.loss, r.learningRate, r.tokensPerSecond))
+                    case let .evaluation(step, loss):
+                        progress.line(String(format: "pretraining step %d: held-out loss %.4f", step, loss))
+                    case .checkpoint:
+                        break
+                    }
+                case let .warning(message):
+                    progress.finish()
+                    printError("tmf: warning: \(message)")
                 case let .encoding(done, total):
                     progress.update("encoding items", done, total)
                 case let .graph(e):
@@ -138,7 +174,7 @@ struct TrainCommand: ParsableCommand {
                 }
             }, shouldStop: { interrupt.isSet })
             progress.finish()
-            if !completed && options.stage == .all {
+            if !completed {
                 printError("tmf: stopped; the checkpoint in \(out)/checkpoint is saved: continue with `tmf train --resume --out \(out)` and the same options")
                 throw ExitCode(130)
             }

@@ -92,6 +92,62 @@ public struct EvalMetrics: Sendable, Equatable, Codable {
     }
 }
 
+/// The 1-based rank of candidate `truth` when candidates are sorted by `scores`, highest first,
+/// ties broken by candidate order (DESIGN.md §4).
+public func rankOf(truth: Int, scores: [Double]) -> Int {
+    precondition(scores.indices.contains(truth), "truth outside the candidate list")
+    var rank = 1
+    for (k, s) in scores.enumerated() where s > scores[truth] || (s == scores[truth] && k < truth) { rank += 1 }
+    return rank
+}
+
+/// Candidate indices sorted by `scores`, highest first, ties by candidate order.
+public func rankedCandidates(_ scores: [Double]) -> [Int] {
+    scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+}
+
+/// Ranking metrics over the whole candidate set (DESIGN.md §4, `tmf eval --rank`): HitRate@1,
+/// HitRate@3, NDCG@10 (1 / log2(1 + rank) when rank ≤ 10) and MRR (1 / rank), means over examples.
+public struct RankMetrics: Sendable, Equatable, Codable {
+    public var examples = 0
+    public var hits1 = 0
+    public var hits3 = 0
+    public var ndcgSum = 0.0
+    public var reciprocalRankSum = 0.0
+
+    public init() {}
+
+    /// Adds one example whose ground truth is ranked `rank` (1-based).
+    public mutating func add(rank: Int) {
+        precondition(rank >= 1, "ranks are 1-based")
+        examples += 1
+        if rank == 1 { hits1 += 1 }
+        if rank <= 3 { hits3 += 1 }
+        if rank <= 10 { ndcgSum += 1 / log2(1 + Double(rank)) }
+        reciprocalRankSum += 1 / Double(rank)
+    }
+
+    func mean(_ x: Double) -> Double { examples == 0 ? 0 : x / Double(examples) }
+    public var hitRate1: Double { mean(Double(hits1)) }
+    public var hitRate3: Double { mean(Double(hits3)) }
+    public var ndcg10: Double { mean(ndcgSum) }
+    public var mrr: Double { mean(reciprocalRankSum) }
+
+    /// The named figures in `tmf eval --rank`'s order.
+    public var figures: [(String, String)] {
+        [("HitRate@1", String(format: "%.4f", hitRate1)), ("HitRate@3", String(format: "%.4f", hitRate3)),
+         ("NDCG@10", String(format: "%.4f", ndcg10)), ("MRR", String(format: "%.4f", mrr)),
+         ("ValidRatio", "1.0000"), ("Examples", String(examples))]
+    }
+
+    /// The lines `tmf eval --rank` prints: `HitRate@1`, `HitRate@3`, `NDCG@10`, `MRR`,
+    /// `ValidRatio: 1.0000`, `Examples`.
+    public var lines: [String] { figures.map { "\($0.0): \($0.1)" } }
+
+    /// One JSON object with the same keys as `lines`.
+    public var json: String { "{" + figures.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}" }
+}
+
 /// The non-LLM baselines that need only data.
 public enum Baseline: String, Sendable, CaseIterable {
     /// The candidate with the most target-behavior events in the training data (every event
@@ -111,12 +167,54 @@ extension Dataset {
         return counts
     }
 
+    /// A baseline's scores of one example's candidates (higher is better): popularity counts, or
+    /// for `random` a seeded random permutation keyed by (seed, user, split) — its top item is the
+    /// generative row's pick.
+    public func baselineScores(_ baseline: Baseline, example x: Example, candidates cands: [Int], seed: UInt64,
+                               popularity: [Int]) -> [Double] {
+        switch baseline {
+        case .popular:
+            return cands.map { Double(popularity[$0]) }
+        case .random:
+            var rng = SeededRNG(seed: seed, key: [userIDs[x.user], x.split.rawValue, "random"])
+            let pick = rng.nextInt(below: cands.count)
+            // The rest in a seeded order below the pick.
+            var order = Array(cands.indices.filter { $0 != pick })
+            for k in order.indices.reversed() where k > 0 { order.swapAt(k, rng.nextInt(below: k + 1)) }
+            var scores = [Double](repeating: 0, count: cands.count)
+            scores[pick] = Double(cands.count)
+            for (r, k) in order.enumerated() { scores[k] = Double(cands.count - 1 - r) }
+            return scores
+        }
+    }
+
+    /// Ranks the candidate sets of a split with a baseline (`tmf eval --baseline NAME --rank`).
+    /// - Parameters:
+    ///   - answer: called per example with its candidates and their scores.
+    public func rank(baseline: Baseline, split: Split, seed: UInt64, limit: Int? = nil, splits: SplitExamples? = nil,
+                     answer: ((Example, [Int], [Double]) throws -> Void)? = nil) throws -> RankMetrics {
+        let splits = splits ?? SplitExamples(self)
+        var examples = splits[split]
+        if let limit { examples = Array(examples.prefix(limit)) }
+        let popularity = baseline == .popular ? trainingPopularity(splits) : []
+        var metrics = RankMetrics()
+        for x in examples {
+            let cands = try candidates(for: x, seed: seed)
+            let scores = baselineScores(baseline, example: x, candidates: cands, seed: seed, popularity: popularity)
+            metrics.add(rank: rankOf(truth: cands.firstIndex(of: x.target)!, scores: scores))
+            try answer?(x, cands, scores)
+        }
+        return metrics
+    }
+
     /// Scores a baseline on a split, over the same candidate sets every model sees.
     /// - Parameters:
     ///   - limit: score only the first `limit` examples.
     /// - Throws: `DataError` from candidate sampling.
+    ///   - answer: called per example with its candidates and the answer's score.
     public func evaluate(baseline: Baseline, split: Split, seed: UInt64, limit: Int? = nil,
-                         splits: SplitExamples? = nil) throws -> EvalMetrics {
+                         splits: SplitExamples? = nil,
+                         answer: ((Example, [Int], AnswerScore) throws -> Void)? = nil) throws -> EvalMetrics {
         let splits = splits ?? SplitExamples(self)
         var examples = splits[split]
         if let limit { examples = Array(examples.prefix(limit)) }
@@ -124,18 +222,12 @@ extension Dataset {
         var metrics = EvalMetrics()
         for x in examples {
             let cands = try candidates(for: x, seed: seed)
-            let pick: Int
-            switch baseline {
-            case .popular:
-                var best = 0
-                for k in cands.indices.dropFirst() where popularity[cands[k]] > popularity[cands[best]] { best = k }
-                pick = best
-            case .random:
-                var rng = SeededRNG(seed: seed, key: [userIDs[x.user], split.rawValue, "random"])
-                pick = rng.nextInt(below: cands.count)
-            }
+            // The top-scored candidate (popular: the earlier one on ties).
+            let pick = rankedCandidates(baselineScores(baseline, example: x, candidates: cands, seed: seed, popularity: popularity))[0]
             let titles = cands.map { items[$0].title }
-            metrics.add(scoreAnswer(titles[pick], candidateTitles: titles, truth: cands.firstIndex(of: x.target)!))
+            let score = scoreAnswer(titles[pick], candidateTitles: titles, truth: cands.firstIndex(of: x.target)!)
+            metrics.add(score)
+            try answer?(x, cands, score)
         }
         return metrics
     }

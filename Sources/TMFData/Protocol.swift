@@ -85,6 +85,16 @@ extension Dataset {
         }
     }
 
+    /// Fraction of `examples` whose target item the user touched before it (any behavior): how
+    /// often the data repeats a history item. 0 for no examples.
+    public func repeatRate(_ examples: [Example]) -> Double {
+        guard !examples.isEmpty else { return 0 }
+        let repeats = examples.filter { x in
+            (userOffsets[x.user]..<x.event).contains { Int(eventItems[$0]) == x.target }
+        }.count
+        return Double(repeats) / Double(examples.count)
+    }
+
     /// The distinct items a user interacted with (any behavior, whole sequence, all splits).
     public func interactedItems(ofUser u: Int) -> Set<Int> {
         Set(events(ofUser: u).map { Int(eventItems[$0]) })

@@ -34,7 +34,8 @@ public struct RecBoleImportReport: Sendable, Equatable {
 /// `.inter` (tab-separated, header `name:type`) needs `user_id` and `item_id`, and a behavior field
 /// (`behavior`, `behavior_type`, `behaviour`, `action`, `type`) or a `rating`; `timestamp` is
 /// optional (without it, file order is the time). `.item` needs `item_id` and a `title` (or
-/// `name` / `movie_title`) field; `brand`, `categories` / `genre` and `description` are kept.
+/// `name` / `movie_title`) field; `brand`, `categories` / `genre` / `class` and `description` are kept, and a
+/// `release_year` / `year` field is appended to the description ("Released in 1995.").
 /// Duplicate titles get " (ITEM_ID)" appended, since titles are the answers.
 ///
 /// - Throws: `DataError` naming the file and line for a missing file or field, or a non-empty `out`.
@@ -115,11 +116,15 @@ public func importRecBole(from dir: URL, to out: URL, options: RecBoleImportOpti
         known[id] = line
         var obj = "{\"item_id\": \(jsonString(id)), \"title\": \(jsonString(title))"
         if let b = get("brand") { obj += ", \"brand\": \(jsonString(b))" }
-        if let c = get("categories", "genre", "category") {
+        if let c = get("categories", "genre", "category", "class") {
             let list = c.split(separator: " ").map { jsonString(String($0)) }.joined(separator: ", ")
             obj += ", \"categories\": [\(list)]"
         }
-        if let d = get("description") { obj += ", \"description\": \(jsonString(d))" }
+        var description = get("description")
+        if let y = get("release_year", "year") {  // MovieLens: the year joins the text CLIP and the LLM read
+            description = (description.map { $0 + " " } ?? "") + "Released in \(y)."
+        }
+        if let d = description { obj += ", \"description\": \(jsonString(d))" }
         itemsText += obj + "}\n"
     }
 

@@ -23,11 +23,14 @@ public final class KVCache: @unchecked Sendable {
     public internal(set) var nextPositions: [Int]
 
     /// An empty cache for `batchSize` sequences of up to `capacity` tokens.
-    public init(configuration c: LlamaConfiguration, batchSize: Int, capacity: Int) {
+    public convenience init(configuration c: LlamaConfiguration, batchSize: Int, capacity: Int) {
+        self.init(layers: c.hiddenLayers, width: c.kvHeads * c.headDim, batchSize: batchSize, capacity: capacity)
+    }
+
+    init(layers: Int, width: Int, batchSize: Int, capacity: Int) {
         precondition(batchSize > 0 && capacity > 0, "KVCache needs a positive batch size and capacity")
-        let width = c.kvHeads * c.headDim
-        keys = (0..<c.hiddenLayers).map { _ in Tensor(zeros: [batchSize, capacity, width]) }
-        values = (0..<c.hiddenLayers).map { _ in Tensor(zeros: [batchSize, capacity, width]) }
+        keys = (0..<layers).map { _ in Tensor(zeros: [batchSize, capacity, width]) }
+        values = (0..<layers).map { _ in Tensor(zeros: [batchSize, capacity, width]) }
         self.batchSize = batchSize
         self.capacity = capacity
         keyMask = Array(repeating: Array(repeating: false, count: capacity), count: batchSize)
@@ -69,4 +72,31 @@ public final class KVCache: @unchecked Sendable {
     }
 
     func endAppend(_ t: Int) { length += t }
+
+    /// A new cache whose sequence `i` is a copy of this cache's sequence `rows[i]` (keys, values,
+    /// visibility and next positions), with room for `capacity` tokens per sequence: a prompt
+    /// computed once and continued in several ways (candidate ranking).
+    ///
+    /// - Parameters:
+    ///   - rows: source sequence of each new sequence, each in `0..<batchSize` (repeats allowed).
+    ///   - capacity: tokens per sequence of the new cache, at least `length`.
+    public func replicating(rows: [Int], capacity newCapacity: Int) -> KVCache {
+        precondition(!rows.isEmpty && rows.allSatisfy { (0..<batchSize).contains($0) }, "rows outside the cache's batch")
+        precondition(newCapacity >= length, "capacity \(newCapacity) below the cached length \(length)")
+        let width = keys.first?.shape[2] ?? 0
+        let out = KVCache(layers: keys.count, width: width, batchSize: rows.count, capacity: newCapacity)
+        for layer in 0..<keys.count {
+            for (src, dst) in [(keys[layer], out.keys[layer]), (values[layer], out.values[layer])] {
+                for (i, r) in rows.enumerated() {
+                    (dst.pointer + i * newCapacity * width).update(from: src.pointer + r * capacity * width, count: length * width)
+                }
+            }
+        }
+        out.length = length
+        for (i, r) in rows.enumerated() {
+            out.keyMask[i].replaceSubrange(0..<length, with: keyMask[r][0..<length])
+            out.nextPositions[i] = nextPositions[r]
+        }
+        return out
+    }
 }

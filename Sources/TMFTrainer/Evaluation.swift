@@ -3,13 +3,61 @@ import TMFData
 import TMFTensor
 
 extension Recommender {
-    /// The prompt of `example` at `level` with the evaluation template and its candidate set.
+    /// The prompt of `example` at `level` with its candidate set and a template drawn, as the
+    /// paper samples templates at test time too, from `SeededRNG(seed:key: [user, split,
+    /// "template"])`: every run and every model sees the same template for the same example.
     public func evaluationPrompt(_ example: Example, dataset: Dataset, seed: UInt64, historyLength: Int,
                                  level: TaskLevel) throws -> (prompt: Prompt, candidates: [Int]) {
         let candidates = try dataset.candidates(for: example, seed: seed)
         let prompt = PromptBuilder(dataset: dataset).prompt(for: example, in: dataset, candidates: candidates, level: level,
-                                                           template: PromptBuilder.evalTemplate, historyLength: historyLength)
+                                                           template: Self.evaluationTemplate(example, dataset: dataset, seed: seed),
+                                                           historyLength: historyLength)
         return (prompt, candidates)
+    }
+
+    /// The template of an evaluation example (see `evaluationPrompt`).
+    public static func evaluationTemplate(_ example: Example, dataset: Dataset, seed: UInt64) -> Int {
+        var rng = SeededRNG(seed: seed, key: [dataset.userIDs[example.user], example.split.rawValue, "template"])
+        return PromptBuilder.randomTemplate(using: &rng)
+    }
+
+    /// Answer tokens of candidate titles (as training encodes answers), for `scoreCandidates`.
+    public func answerTokens(_ items: [Int], dataset: Dataset) throws -> [[Int]] {
+        try items.map { try encoder.tokenizer.encode(dataset.items[$0].title, addBOS: false) }
+    }
+
+    /// Ranks each example's candidate set by the LLM's answer log-likelihood (`scoreCandidates`)
+    /// at this model's hardest level, on the same seeded candidate sets and prompts as `evaluate`.
+    ///
+    /// - Parameters:
+    ///   - normalization: how log-likelihoods become scores.
+    ///   - answer: called once per example, in order, with its candidate set and their scores.
+    ///   - progress: called with (done, total) after each batch; return false to stop early.
+    public func rank(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int,
+                     normalization: LengthNormalization, batchSize: Int = 8,
+                     answer: ((Example, [Int], CandidateScores) throws -> Void)? = nil,
+                     progress: ((Int, Int) -> Bool)? = nil) throws -> RankMetrics {
+        var metrics = RankMetrics()
+        let level = modalities.hardestLevel
+        var start = 0
+        while start < examples.count {
+            let chunk = Array(examples[start..<min(start + batchSize, examples.count)])
+            var encoded: [EncodedPrompt] = [], candidateSets: [[Int]] = [], answers: [[[Int]]] = []
+            for ex in chunk {
+                let (prompt, candidates) = try evaluationPrompt(ex, dataset: dataset, seed: seed, historyLength: historyLength, level: level)
+                encoded.append(try encoder.encode(prompt, withAnswer: false))
+                candidateSets.append(candidates)
+                answers.append(try answerTokens(candidates, dataset: dataset))
+            }
+            let scored = scoreCandidates(encoded, answers: answers, level: level)
+            for (i, ex) in chunk.enumerated() {
+                metrics.add(rank: rankOf(truth: candidateSets[i].firstIndex(of: ex.target)!, scores: scored[i].scores(normalization)))
+                try answer?(ex, candidateSets[i], scored[i])
+            }
+            start += chunk.count
+            if let progress, !progress(start, examples.count) { break }
+        }
+        return metrics
     }
 
     /// Scores greedy answers on `examples` with DESIGN.md §4's validity and HitRate rules, at this

@@ -30,6 +30,18 @@ public struct ModelSpec: Codable, Sendable, Equatable {
     public var target: String
     /// Ids of the added special tokens (`[MT_i]`, `[MT_b]`, `[PAD]`).
     public var specialTokens: [String: Int]
+    /// Whether the dataset was loaded with `--skip-invalid` (evaluation and serving load it the
+    /// same way). nil in folders written before it existed: false.
+    public var skipInvalid: Bool?
+    /// Fraction of training examples whose target item the user had touched before (any behavior).
+    public var trainingRepeatRate: Double?
+    /// Whether items of the user's own history may be recommended (`tmf recommend`'s default
+    /// candidates): true when `trainingRepeatRate` ≥ `Pipeline.repeatThreshold`. nil: false.
+    public var historyEligible: Bool?
+    /// How candidate log-likelihoods are normalised for ranking. nil: `Pipeline.defaultNormalization`.
+    public var normalization: LengthNormalization?
+    /// Where the LLM came from: "given" (`--llm`), "bundled" or "pretrained" (the `[pretrain]` stage).
+    public var llmSource: String?
 
     public static let fileName = "tmf.json"
 
@@ -55,7 +67,7 @@ public struct ModelSpec: Codable, Sendable, Equatable {
 
 /// Pipeline stages of `tmf train` (DESIGN.md §1).
 public enum Stage: String, Codable, Sendable, CaseIterable {
-    case encode, graph, llm, all
+    case pretrain, encode, graph, llm, all
 }
 
 /// What `tmf train` reports while it works.
@@ -65,15 +77,25 @@ public enum PipelineEvent: Sendable {
     /// Items encoded so far by CLIP.
     case encoding(done: Int, total: Int)
     case graph(MBHTTrainingEvent)
+    /// The `[pretrain]` stage's progress.
+    case pretrain(PretrainEvent)
     case training(TrainingEvent)
+    /// Something the user must hear about (e.g. a language model that names no candidate).
+    case warning(String)
 }
 
 /// Settings of one `tmf train` run.
 public struct PipelineOptions: Sendable {
     public var dataset: URL
     public var model: URL
+    /// The base Llama folder; ignored when `pretrain` is set.
     public var llm: URL
     public var clip: URL
+    /// When set, a `[pretrain]` stage first makes the dataset's own small Llama in `MODEL/llm`
+    /// (cached while the data and the plan are unchanged) and the pipeline uses it.
+    public var pretrain: LanguageModelPlan?
+    /// Where the LLM comes from, recorded in tmf.json ("given", "bundled", "pretrained").
+    public var llmSource = "given"
     public var modalities: Modalities = .full
     public var lora = try! LoRAConfiguration(rank: 8, alpha: 16, dropout: 0, targetModules: ["q_proj", "v_proj"])
     public var training = TrainingParameters()
@@ -101,6 +123,52 @@ public struct PipelineOptions: Sendable {
 public enum Pipeline {
     public static let featuresFile = "item_features.safetensors"
     public static let graphFile = "graph.safetensors"
+    /// The `[pretrain]` stage's Llama folder inside the model folder.
+    public static let languageModelFolder = "llm"
+    /// History items are eligible recommendations when at least this fraction of training targets
+    /// repeat an item the user touched before.
+    public static let repeatThreshold = 0.05
+    /// The ranking score (see README: measured on validation).
+    public static let defaultNormalization = LengthNormalization.mean
+    /// Validation ValidRatio under which the LLM stage warns that the model names no candidate.
+    public static let uselessValidRatio = 0.05
+
+    /// The `[pretrain]` stage: a small Llama pretrained on `dataset`'s own text per `plan`, in
+    /// `folder/llm`, reused while the data and the plan are unchanged (a key in
+    /// `llm/stage.json`). Written under `llm.tmp` and renamed when complete.
+    /// - Returns: the Llama folder, whether it was cached, and whether it completed (false when
+    ///   stopped by `shouldStop`; nothing is kept then).
+    public static func languageModel(dataset: Dataset, plan: LanguageModelPlan, folder: URL,
+                                     onEvent: (PipelineEvent) -> Void, shouldStop: () -> Bool) throws -> (URL, cached: Bool, completed: Bool) {
+        let fm = FileManager.default
+        let url = folder.appendingPathComponent(languageModelFolder)
+        let key = dataset.fingerprint + "|" + String(decoding: try JSONEncoder.sorted.encode(plan), as: UTF8.self)
+        struct StageKey: Codable { var key: String }
+        let keyURL = url.appendingPathComponent("stage.json")
+        if let data = try? Data(contentsOf: keyURL), let stored = try? JSONDecoder().decode(StageKey.self, from: data),
+           stored.key == key, (try? LlamaConfiguration.load(directory: url)) != nil {
+            return (url, true, true)
+        }
+        let tmp = folder.appendingPathComponent(languageModelFolder + ".tmp")
+        try? fm.removeItem(at: tmp)
+        let corpus = PretrainCorpus.build(from: dataset, seed: plan.parameters.seed, copyDrills: plan.copyDrills,
+                                          lookupDrills: plan.lookupDrills)
+        let trainer = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp)
+        var stopped = false
+        _ = try trainer.run { event in
+            onEvent(.pretrain(event))
+            if case .step = event, shouldStop() { stopped = true; return false }
+            return true
+        }
+        if stopped {
+            try? fm.removeItem(at: tmp)
+            return (url, false, false)
+        }
+        try JSONEncoder.sorted.encode(StageKey(key: key)).write(to: tmp.appendingPathComponent("stage.json"), options: .atomic)
+        try? fm.removeItem(at: url)
+        try fm.moveItem(at: tmp, to: url)
+        return (url, false, true)
+    }
 
     /// CLIP image and text embeddings of every item: ([items, d], [items, d]). Items without an
     /// image get a zero image row. Cached in `item_features.safetensors` under a key of the
@@ -232,6 +300,17 @@ public enum Pipeline {
         let dataset = try Dataset.load(from: options.dataset, options: LoadOptions(skipInvalid: options.skipInvalid))
         let splits = SplitExamples(dataset)
 
+        var llmURL = options.llm
+        if let plan = options.pretrain {
+            onEvent(.stage(.pretrain, cached: false))
+            let (url, cached, completed) = try languageModel(dataset: dataset, plan: plan, folder: folder,
+                                                             onEvent: onEvent, shouldStop: shouldStop)
+            if cached { onEvent(.stage(.pretrain, cached: true)) }
+            if !completed { return false }
+            llmURL = url
+        }
+        if options.stage == .pretrain { return true }
+
         onEvent(.stage(.encode, cached: false))
         let (image, text, _) = try itemFeatures(dataset: dataset, clipFolder: options.clip, cacheFolder: folder) {
             onEvent(.encoding(done: $0, total: $1))
@@ -242,22 +321,27 @@ public enum Pipeline {
         let (mbht, graphCached) = try graph(dataset: dataset, splits: splits, folder: folder, options: options,
                                             onEvent: onEvent, shouldStop: shouldStop)
         if graphCached { onEvent(.stage(.graph, cached: true)) }
-        if options.stage == .graph { return true }
 
-        onEvent(.stage(.llm, cached: false))
-        let llm = try LlamaModel.load(directory: options.llm)
-        let tokenizer = try tokenizer(llm: options.llm)
+        // tmf.json from here on, so a `--stage graph` folder serves `tmf eval --baseline mbht`.
+        let llmConfiguration = try LlamaConfiguration.load(directory: llmURL)
+        let tokenizer = try tokenizer(llm: llmURL)
         let features = ItemFeatures(image: image, text: text, graph: withNoGrad { mbht.itemEmbeddings().copy() },
                                     behaviors: withNoGrad { mbht.behaviorEmbeddings().copy() })
         let fusionConfig = FusionConfiguration(modalityWidth: image.shape[1], graphWidth: features.graph.shape[1],
-                                               llmWidth: llm.configuration.hiddenSize, heads: options.fusionHeads)
-        let spec = ModelSpec(dataset: options.dataset.standardizedFileURL.path, datasetFingerprint: dataset.fingerprint,
-                             llm: options.llm.standardizedFileURL.path, clip: options.clip.standardizedFileURL.path,
+                                               llmWidth: llmConfiguration.hiddenSize, heads: options.fusionHeads)
+        let repeatRate = dataset.repeatRate(splits.train)
+        var spec = ModelSpec(dataset: options.dataset.standardizedFileURL.path, datasetFingerprint: dataset.fingerprint,
+                             llm: llmURL.standardizedFileURL.path, clip: options.clip.standardizedFileURL.path,
                              modalities: options.modalities, lora: options.lora, fusion: fusionConfig, training: options.training,
                              graph: mbht.configuration, graphTraining: options.graphTraining,
                              behaviors: dataset.behaviors.map(\.name), target: dataset.behaviors[dataset.target].name,
                              specialTokens: Dictionary(uniqueKeysWithValues: SentencePieceTokenizer.tmfSpecialTokens.map {
                                  ($0, tokenizer.specialTokenID($0)!) }))
+        spec.skipInvalid = options.skipInvalid
+        spec.trainingRepeatRate = repeatRate
+        spec.historyEligible = repeatRate >= repeatThreshold
+        spec.normalization = defaultNormalization
+        spec.llmSource = options.llmSource
         if options.resume {
             let old = try ModelSpec.load(folder: folder)
             guard old.datasetFingerprint == spec.datasetFingerprint, old.lora == spec.lora, old.modalities == spec.modalities,
@@ -267,13 +351,27 @@ public enum Pipeline {
             }
         }
         try spec.save(folder: folder)
+        if options.stage == .graph { return true }
+
+        onEvent(.stage(.llm, cached: false))
+        let llm = try LlamaModel.load(directory: llmURL)
         let lora = LoRAModel(base: llm, configuration: options.lora, seed: options.training.seed)
         let fusion = try FusionModule(configuration: fusionConfig, seed: options.training.seed)
         let recommender = Recommender(llm: llm, lora: lora, fusion: fusion, features: features,
                                       encoder: try HybridPromptEncoder(tokenizer: tokenizer), modalities: options.modalities)
         let trainer = try LLMTrainer(recommender: recommender, dataset: dataset, splits: splits, parameters: options.training, folder: folder)
         if options.resume { try trainer.resume() }
-        return try trainer.run(shouldStop: shouldStop) { onEvent(.training($0)) }
+        var lastValidation: EvalMetrics?
+        let completed = try trainer.run(shouldStop: shouldStop) { event in
+            if case let .validation(_, m, _) = event { lastValidation = m }
+            onEvent(.training(event))
+        }
+        if completed, let m = lastValidation, m.validRatio < uselessValidRatio {
+            onEvent(.warning(String(format: "the fine-tuned LLM names a candidate in only %.1f%% of validation answers (ValidRatio %.4f): "
+                + "its free-text answers are useless; rank the candidates instead (`tmf eval --rank`, `tmf recommend`), "
+                + "or give the LLM more pretraining (--pretrain-steps) or a stronger --llm", 100 * m.validRatio, m.validRatio)))
+        }
+        return completed
     }
 }
 
@@ -295,10 +393,12 @@ public struct TrainedModel {
 
     /// Loads `folder` (tmf.json, the adapter, fusion weights, item features and MBHT).
     /// - Parameter data: a dataset folder overriding the one the model remembers.
-    public static func load(folder: URL, data: URL? = nil) throws -> TrainedModel {
+    /// - Parameter skipInvalid: drop invalid dataset rows; nil: as the model was trained.
+    public static func load(folder: URL, data: URL? = nil, skipInvalid: Bool? = nil) throws -> TrainedModel {
         let spec = try ModelSpec.load(folder: folder)
         let dataURL = data ?? URL(fileURLWithPath: spec.dataset)
-        let dataset = try Dataset.load(from: dataURL, options: LoadOptions(target: spec.target))
+        let dataset = try Dataset.load(from: dataURL, options: LoadOptions(skipInvalid: skipInvalid ?? spec.skipInvalid ?? false,
+                                                                            target: spec.target))
         guard dataset.items.count == spec.graph.numItems, dataset.behaviors.map(\.name) == spec.behaviors else {
             throw TrainerError.badModelFolder(path: folder.path,
                                               reason: "the dataset \(dataURL.path) has other items or behaviors than the model was trained on")

@@ -158,6 +158,101 @@ public final class Recommender: @unchecked Sendable {
     }
 }
 
+/// How a candidate's answer log-likelihood becomes its ranking score.
+public enum LengthNormalization: String, Codable, Sendable, CaseIterable {
+    /// The total log-probability of the title's tokens and the end token (favours short titles).
+    case sum
+    /// The mean log-probability per token (title tokens + the end token).
+    case mean
+}
+
+/// The answer log-likelihoods of one prompt's candidates.
+public struct CandidateScores: Sendable, Equatable {
+    /// Per candidate: Σ log p(token | prompt, earlier answer tokens) over the title's tokens and EOS.
+    public var logLikelihoods: [Double]
+    /// Per candidate: the number of scored tokens (title tokens + 1).
+    public var tokenCounts: [Int]
+
+    /// Ranking scores under `normalization` (higher is better).
+    public func scores(_ normalization: LengthNormalization) -> [Double] {
+        switch normalization {
+        case .sum: return logLikelihoods
+        case .mean: return zip(logLikelihoods, tokenCounts).map { $0 / Double($1) }
+        }
+    }
+
+    /// A softmax over the candidates of `scores(normalization)`: what `tmf recommend` prints.
+    public func probabilities(_ normalization: LengthNormalization) -> [Double] {
+        let s = scores(normalization)
+        let m = s.max() ?? 0
+        let e = s.map { Foundation.exp($0 - m) }
+        let total = e.reduce(0, +)
+        return e.map { $0 / total }
+    }
+}
+
+extension Recommender {
+    /// Scores every candidate answer of each prompt by its log-likelihood after the prompt (the
+    /// answer's tokens, then EOS, as in training). Each prompt is computed once (prefill into a KV
+    /// cache); the cache is then replicated per candidate and all continuations run as one batch.
+    ///
+    /// - Parameters:
+    ///   - prompts: prompts encoded without answers.
+    ///   - answers: per prompt, each candidate's answer tokens (title tokens, no BOS, no EOS).
+    ///   - level: the task level the prompts were built at.
+    /// - Returns: one `CandidateScores` per prompt, candidates in the given order.
+    public func scoreCandidates(_ prompts: [EncodedPrompt], answers: [[[Int]]], level: TaskLevel) -> [CandidateScores] {
+        precondition(prompts.count == answers.count, "one candidate list per prompt")
+        precondition(answers.allSatisfy { !$0.isEmpty }, "every prompt needs candidates")
+        return withNoGrad {
+            let vocab = llm.configuration.vocabularySize
+            let eos = encoder.tokenizer.eosID
+            let batch = PromptBatch(prompts, vocabularySize: vocab) { $0.promptLength }
+            let cache = KVCache(configuration: llm.configuration, batchSize: prompts.count, capacity: batch.length)
+            let last = llm(.embeddings(inputEmbeddings(batch, level: level)), attentionMask: batch.mask, logits: .last,
+                           cache: cache)                                                  // (B, vocab)
+            // One continuation row per (prompt, candidate): the answer's tokens as inputs (the
+            // first is predicted by the prompt's last position), right-padded; the logits at
+            // input j predict token j + 1, and the last real input predicts EOS.
+            var owner: [Int] = [], targets: [[Int]] = []
+            for (b, list) in answers.enumerated() {
+                for a in list { owner.append(b); targets.append(a + [eos]) }
+            }
+            let inputLength = targets.map { $0.count - 1 }.max()!
+            var sums = targets.indices.map { r in logSoftmax(last.pointer + owner[r] * vocab, vocab, at: targets[r][0]) }
+            if inputLength > 0 {
+                let rows = cache.replicating(rows: owner, capacity: batch.length + inputLength)
+                let inputs = targets.map { t in Array(t.dropLast()) + Array(repeating: 0, count: inputLength - (t.count - 1)) }
+                var flat: [Int] = [], wanted: [(row: Int, token: Int)] = []
+                for (r, t) in targets.enumerated() {
+                    for j in 0..<(t.count - 1) { flat.append(r * inputLength + j); wanted.append((r, t[j + 1])) }
+                }
+                let logits = llm(.tokens(inputs), attentionMask: Array(repeating: Array(repeating: true, count: inputLength),
+                                                                        count: targets.count),
+                                 logits: .rows(flat), cache: rows)                      // (flat, vocab)
+                for (i, w) in wanted.enumerated() { sums[w.row] += logSoftmax(logits.pointer + i * vocab, vocab, at: w.token) }
+            }
+            var out: [CandidateScores] = []
+            var r = 0
+            for list in answers {
+                out.append(CandidateScores(logLikelihoods: Array(sums[r..<(r + list.count)]),
+                                           tokenCounts: list.map { $0.count + 1 }))
+                r += list.count
+            }
+            return out
+        }
+    }
+}
+
+/// log softmax(row)[index] of a row of `count` logits, in Double.
+func logSoftmax(_ row: UnsafePointer<Float>, _ count: Int, at index: Int) -> Double {
+    var m = -Float.infinity
+    for i in 0..<count where row[i] > m { m = row[i] }
+    var total = 0.0
+    for i in 0..<count { total += Foundation.exp(Double(row[i] - m)) }
+    return Double(row[index] - m) - Foundation.log(total)
+}
+
 /// Token sequences a constrained decoder may spell (one per candidate title, each ending in the
 /// end token), as a prefix trie.
 public struct TokenTrie: Sendable {
