@@ -96,11 +96,29 @@ final class PipelineCommandTests: XCTestCase {
         let interactions = try String(contentsOf: s.shop.appendingPathComponent("interactions.csv"), encoding: .utf8)
             .split(separator: "\n").dropFirst().prefix(3).map { $0.split(separator: ",") }
         let history = interactions.map { "\($0[2]):\($0[1])" }.joined(separator: ",")
-        let rec = try runTMF(["recommend", model.path, "--history", history, "--constrained", "--json", "--threads", "1"])
+        let rec = try runTMF(["recommend", model.path, "--history", history, "--top", "3", "--json", "--threads", "1"])
         XCTAssertEqual(rec.status, 0, rec.stderr)
-        let chosen = try JSONSerialization.jsonObject(with: Data(rec.stdout.utf8)) as? [String: Any]
-        XCTAssertNotNil(chosen?["item_id"] as? String, rec.stdout)
-        XCTAssertEqual((chosen?["candidates"] as? [String])?.count, 10)
+        let ranked = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(rec.stdout.utf8)) as? [String: Any])
+        let items = try XCTUnwrap(ranked["items"] as? [[String: Any]], rec.stdout)
+        let candidateIDs = try XCTUnwrap(ranked["candidates"] as? [String])
+        XCTAssertEqual(candidateIDs.count, 10)
+        XCTAssertEqual(items.count, 3)
+        let scores = items.compactMap { $0["score"] as? Double }
+        XCTAssertEqual(scores.count, 3)
+        XCTAssertEqual(scores, scores.sorted(by: >), "best first")
+        for item in items { XCTAssertTrue(candidateIDs.contains(try XCTUnwrap(item["item_id"] as? String))) }
+        // Plain lines: ID<TAB>TITLE<TAB>SCORE, the same order; --generate --constrained names a candidate.
+        let plain = try runTMF(["recommend", model.path, "--history", history, "--top", "3", "--threads", "1"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        let rows = plain.stdout.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false) }
+        XCTAssertEqual(rows.map(\.count), [3, 3, 3], plain.stdout)
+        XCTAssertEqual(rows.map { String($0[0]) }, items.map { $0["item_id"] as! String })
+        let generated = try runTMF(["recommend", model.path, "--history", history, "--generate", "--constrained", "--json",
+                                    "--threads", "1"])
+        XCTAssertEqual(generated.status, 0, generated.stderr)
+        let answer = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(generated.stdout.utf8)) as? [String: Any])
+        XCTAssertNotNil(answer["output"] as? String)
+        XCTAssertEqual((answer["items"] as? [[String: Any]])?.count, 1)
 
         // Bad input: unknown item, unknown behavior, a target the model was not trained for.
         assertFailure(try runTMF(["recommend", model.path, "--history", "view:NOPE"]), mentions: "NOPE")
