@@ -208,10 +208,14 @@ public enum Pipeline {
         let sequences = graphSequences(dataset, splits: splits, length: options.graphSequenceLength)
         let valid = try graphExamples(dataset, examples: Array(splits.valid.prefix(500)), seed: options.training.seed,
                                       length: options.graphSequenceLength)
+        let metrics = MetricsLog(folder: folder)
+        var logFailure: Error?
         try model.train(MBHTTrainingData(sequences: sequences.filter { $0.count >= 2 }), validation: valid, parameters: params) { e in
             onEvent(.graph(e))
+            do { try metrics.append(e) } catch { logFailure = error; return .stop }
             return shouldStop() ? .stop : .proceed
         }
+        if let logFailure { throw logFailure }
         try model.save(to: url, dataFingerprint: dataset.fingerprint + paramsJSON)
         return (model, false)
     }
