@@ -138,6 +138,7 @@ struct TrainCommand: ParsableCommand {
                 }
             }, shouldStop: { interrupt.isSet })
             progress.finish()
+            drawTrainingPlot(in: options.model)
             if !completed && options.stage == .all {
                 printError("tmf: stopped; the checkpoint in \(out)/checkpoint is saved: continue with `tmf train --resume --out \(out)` and the same options")
                 throw ExitCode(130)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TMFCheckpoint
+import TMFImage
 import TMFLlama
 import TMFTensor
 import TMFTestSupport
@@ -44,10 +45,11 @@ final class PipelineCommandTests: XCTestCase {
         let train = try runTMF(trainArguments(s, out: model, steps: 3))
         XCTAssertEqual(train.status, 0, train.stderr)
         for file in ["tmf.json", "adapter_config.json", "adapter_model.safetensors", "fusion.safetensors", "graph.safetensors",
-                     "item_features.safetensors", "metrics.jsonl", "checkpoint/state.json", "checkpoint/optimizer.safetensors"] {
+                     "item_features.safetensors", "metrics.jsonl", "training.png", "checkpoint/state.json",
+                     "checkpoint/optimizer.safetensors"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: model.appendingPathComponent(file).path), file)
         }
-        // metrics.jsonl: the MBHT epoch, the three steps, the validation at the end.
+        // metrics.jsonl: the MBHT epoch, the three steps, the validation at the end; training.png draws them.
         let metrics = try String(contentsOf: model.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
             .split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
         XCTAssertEqual(metrics.map { $0["stage"] as? String }, ["graph", "llm", "llm", "llm", "llm"])
@@ -58,6 +60,8 @@ final class PipelineCommandTests: XCTestCase {
         XCTAssertEqual(metrics[4]["kind"] as? String, "validation")
         XCTAssertEqual(metrics[4]["step"] as? Int, 3)
         for key in ["HitRate@1", "ValidRatio", "HitRate@1(all)"] { XCTAssertNotNil(metrics[4][key] as? Double, key) }
+        let picture = try RGBImage(contentsOfPNG: model.appendingPathComponent("training.png"))
+        XCTAssertEqual([picture.width, picture.height], [1000, 700])
 
         let eval = try runTMF(["eval", model.path, "--limit", "4", "--json", "--quiet", "--threads", "1"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
@@ -123,6 +127,8 @@ final class PipelineCommandTests: XCTestCase {
         XCTAssertNotEqual(interrupted, 0, "an interrupted run exits non-zero")
         XCTAssertTrue(FileManager.default.fileExists(atPath: split.appendingPathComponent("checkpoint/state.json").path),
                       "a stopped run leaves a loadable checkpoint")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: split.appendingPathComponent("training.png").path),
+                      "a stopped run draws its curves so far")
         let resumed = try runTMF(trainArguments(s, out: split, steps: 5) + ["--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         func logged(_ folder: URL) throws -> [String] {
