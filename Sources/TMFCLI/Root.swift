@@ -7,7 +7,8 @@ public struct TMFCommand: ParsableCommand {
         commandName: "tmf",
         abstract: "Train and serve a Triple Modality Fusion recommender on CPUs.",
         subcommands: [TrainCommand.self, EvalCommand.self, RecommendCommand.self, GenerateCommand.self, EmbedCommand.self,
-                      PretrainCommand.self, SynthCommand.self, ImportCommand.self, BenchCommand.self]
+                      PretrainCommand.self, SynthCommand.self, ImportCommand.self, BenchCommand.self,
+                      PlotCommand.self]
     )
 
     public init() {}

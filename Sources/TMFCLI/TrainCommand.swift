@@ -174,8 +174,12 @@ struct TrainCommand: ParsableCommand {
                 }
             }, shouldStop: { interrupt.isSet })
             progress.finish()
+            drawTrainingPlot(in: options.model)
             if !completed {
-                printError("tmf: stopped; the checkpoint in \(out)/checkpoint is saved: continue with `tmf train --resume --out \(out)` and the same options")
+                let llmStarted = FileManager.default.fileExists(atPath: options.model.appendingPathComponent("checkpoint").path)
+                printError(llmStarted
+                    ? "tmf: stopped; the checkpoint in \(out)/checkpoint is saved: continue with `tmf train --resume --out \(out)` and the same options"
+                    : "tmf: stopped before the LLM stage; run the same command again (finished stages are reused)")
                 throw ExitCode(130)
             }
             if options.stage == .all && !quiet {

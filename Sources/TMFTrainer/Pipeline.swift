@@ -129,7 +129,7 @@ public enum Pipeline {
     /// repeat an item the user touched before.
     public static let repeatThreshold = 0.05
     /// The ranking score (see README: measured on validation).
-    public static let defaultNormalization = LengthNormalization.mean
+    public static let defaultNormalization = LengthNormalization.sum
     /// Validation ValidRatio under which the LLM stage warns that the model names no candidate.
     public static let uselessValidRatio = 0.05
 
@@ -154,12 +154,15 @@ public enum Pipeline {
         let corpus = PretrainCorpus.build(from: dataset, seed: plan.parameters.seed, copyDrills: plan.copyDrills,
                                           lookupDrills: plan.lookupDrills)
         let trainer = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp)
-        var stopped = false
+        let metrics = MetricsLog(folder: folder)
+        var stopped = false, logFailure: Error?
         _ = try trainer.run { event in
             onEvent(.pretrain(event))
+            do { try metrics.append(event) } catch { logFailure = error; return false }
             if case .step = event, shouldStop() { stopped = true; return false }
             return true
         }
+        if let logFailure { try? fm.removeItem(at: tmp); throw logFailure }
         if stopped {
             try? fm.removeItem(at: tmp)
             return (url, false, false)
@@ -276,10 +279,14 @@ public enum Pipeline {
         let sequences = graphSequences(dataset, splits: splits, length: options.graphSequenceLength)
         let valid = try graphExamples(dataset, examples: Array(splits.valid.prefix(500)), seed: options.training.seed,
                                       length: options.graphSequenceLength)
+        let metrics = MetricsLog(folder: folder)
+        var logFailure: Error?
         try model.train(MBHTTrainingData(sequences: sequences.filter { $0.count >= 2 }), validation: valid, parameters: params) { e in
             onEvent(.graph(e))
+            do { try metrics.append(e) } catch { logFailure = error; return .stop }
             return shouldStop() ? .stop : .proceed
         }
+        if let logFailure { throw logFailure }
         try model.save(to: url, dataFingerprint: dataset.fingerprint + paramsJSON)
         return (model, false)
     }

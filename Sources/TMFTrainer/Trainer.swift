@@ -67,7 +67,7 @@ public struct TrainingParameters: Codable, Sendable, Equatable {
     }
 }
 
-/// One optimiser step's figures (a line of metrics.jsonl).
+/// One optimiser step's figures (a line of metrics.jsonl, with `"stage": "llm"`).
 public struct StepReport: Codable, Sendable, Equatable {
     public var step: Int
     public var level: TaskLevel
@@ -205,10 +205,10 @@ public final class LLMTrainer {
     /// - Returns: whether the run completed (false when stopped).
     @discardableResult
     public func run(shouldStop: () -> Bool = { false }, onEvent: (TrainingEvent) -> Void = { _ in }) throws -> Bool {
-        let metricsURL = folder.appendingPathComponent("metrics.jsonl")
+        let metrics = MetricsLog(folder: folder)
         while step < parameters.steps {
             let report = try trainStep()
-            try appendLine(metricsURL, report)
+            try metrics.append(.step(report))
             onEvent(.step(report))
             let last = step == parameters.steps
             if parameters.evalEvery > 0 && step % parameters.evalEvery == 0 || last {
@@ -220,6 +220,7 @@ public final class LLMTrainer {
                     bestStep = step
                     try saveWeights(to: folder)
                 }
+                try metrics.append(.validation(step: step, metrics: m, improved: improved))
                 onEvent(.validation(step: step, metrics: m, improved: improved))
             }
             if step % max(parameters.checkpointEvery, 1) == 0 || last {
@@ -232,18 +233,6 @@ public final class LLMTrainer {
             }
         }
         return true
-    }
-
-    func appendLine<T: Encodable>(_ url: URL, _ value: T) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var data = try encoder.encode(value)
-        data.append(0x0A)
-        if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
-        let handle = try FileHandle(forWritingTo: url)
-        defer { try? handle.close() }
-        try handle.seekToEnd()
-        try handle.write(contentsOf: data)  // one write per line
     }
 
     /// Writes the LoRA adapter (peft layout) and the fusion/adaptor weights into `directory`.
@@ -312,14 +301,17 @@ public final class LLMTrainer {
         try trimMetrics(after: step)
     }
 
-    /// Drops metrics.jsonl lines of steps after `step` (logged after the last checkpoint by a
-    /// killed run, about to be redone).
+    /// Drops metrics.jsonl's `llm` records of steps after `step` (logged after the last
+    /// checkpoint by a killed run, about to be redone). Records of other stages are kept; a line
+    /// without a stage is an `llm` record; a line that does not parse (torn) is dropped.
     func trimMetrics(after step: Int) throws {
-        let url = folder.appendingPathComponent("metrics.jsonl")
+        let url = MetricsLog(folder: folder).url
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { return }
-        struct StepOnly: Decodable { let step: Int }
+        struct Head: Decodable { let stage: String?; let step: Int? }
         let kept = text.split(separator: "\n").filter { line in
-            (try? JSONDecoder().decode(StepOnly.self, from: Data(line.utf8)).step).map { $0 <= step } ?? false
+            guard let head = try? JSONDecoder().decode(Head.self, from: Data(line.utf8)) else { return false }
+            if let stage = head.stage, stage != MetricsStage.llm.rawValue { return true }
+            return head.step.map { $0 <= step } ?? false
         }
         try Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8).write(to: url, options: .atomic)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TMFCheckpoint
+import TMFImage
 import TMFLlama
 import TMFTensor
 import TMFTestSupport
@@ -44,14 +45,23 @@ final class PipelineCommandTests: XCTestCase {
         let train = try runTMF(trainArguments(s, out: model, steps: 3))
         XCTAssertEqual(train.status, 0, train.stderr)
         for file in ["tmf.json", "adapter_config.json", "adapter_model.safetensors", "fusion.safetensors", "graph.safetensors",
-                     "item_features.safetensors", "metrics.jsonl", "checkpoint/state.json", "checkpoint/optimizer.safetensors"] {
+                     "item_features.safetensors", "metrics.jsonl", "training.png", "checkpoint/state.json",
+                     "checkpoint/optimizer.safetensors"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: model.appendingPathComponent(file).path), file)
         }
+        // metrics.jsonl: the MBHT epoch, the three steps, the validation at the end; training.png draws them.
         let metrics = try String(contentsOf: model.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-            .split(separator: "\n")
-        XCTAssertEqual(metrics.count, 3)
-        XCTAssertTrue(metrics[0].contains("\"level\"") && metrics[0].contains("\"loss\"") && metrics[0].contains("\"lr\"")
-                      && metrics[0].contains("\"tokens_per_s\""))
+            .split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertEqual(metrics.map { $0["stage"] as? String }, ["graph", "llm", "llm", "llm", "llm"])
+        XCTAssertEqual(metrics[0]["epoch"] as? Int, 1)
+        XCTAssertNotNil(metrics[0]["loss"] as? Double)
+        XCTAssertEqual(metrics[1...3].map { $0["step"] as? Int }, [1, 2, 3])
+        for key in ["level", "loss", "lr", "tokens_per_s"] { XCTAssertNotNil(metrics[1][key], key) }
+        XCTAssertEqual(metrics[4]["kind"] as? String, "validation")
+        XCTAssertEqual(metrics[4]["step"] as? Int, 3)
+        for key in ["HitRate@1", "ValidRatio", "HitRate@1(all)"] { XCTAssertNotNil(metrics[4][key] as? Double, key) }
+        let picture = try RGBImage(contentsOfPNG: model.appendingPathComponent("training.png"))
+        XCTAssertEqual([picture.width, picture.height], [1000, 700])
 
         let eval = try runTMF(["eval", model.path, "--limit", "4", "--json", "--quiet", "--threads", "1"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
@@ -126,25 +136,29 @@ final class PipelineCommandTests: XCTestCase {
         assertFailure(try runTMF(["recommend", model.path, "--history", history, "--target", "view"]), mentions: "view")
         assertFailure(try runTMF(["eval", s.root.appendingPathComponent("nothing").path]), mentions: "tmf.json")
 
-        // Resume: a 5-step run interrupted by Ctrl-C (SIGINT) after its third step, then resumed,
-        // logs the same losses as an uninterrupted 5-step run.
+        // Resume: a 5-step run interrupted by Ctrl-C (SIGINT) after its third step (the fourth
+        // metrics line: the MBHT epoch comes first), then resumed, logs the same records as an
+        // uninterrupted 5-step run: the epoch once, every step's loss, the final validation.
         let straight = s.root.appendingPathComponent("straight"), split = s.root.appendingPathComponent("split")
         XCTAssertEqual(try runTMF(trainArguments(s, out: straight, steps: 5)).status, 0)
-        let interrupted = try runInterrupted(trainArguments(s, out: split, steps: 5), afterLines: 3, metrics: split.appendingPathComponent("metrics.jsonl"))
+        let interrupted = try runInterrupted(trainArguments(s, out: split, steps: 5), afterLines: 4, metrics: split.appendingPathComponent("metrics.jsonl"))
         XCTAssertNotEqual(interrupted, 0, "an interrupted run exits non-zero")
         XCTAssertTrue(FileManager.default.fileExists(atPath: split.appendingPathComponent("checkpoint/state.json").path),
                       "a stopped run leaves a loadable checkpoint")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: split.appendingPathComponent("training.png").path),
+                      "a stopped run draws its curves so far")
         let resumed = try runTMF(trainArguments(s, out: split, steps: 5) + ["--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        func losses(_ folder: URL) throws -> [String: String] {
-            var out: [String: String] = [:]
-            for line in try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n") {
-                let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-                out["\(o["step"]!)"] = "\(o["loss"]!)"
+        func logged(_ folder: URL) throws -> [String] {
+            try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+                var o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+                o["tokens_per_s"] = nil  // timing
+                return String(decoding: try JSONSerialization.data(withJSONObject: o, options: .sortedKeys), as: UTF8.self)
             }
-            return out
         }
-        XCTAssertEqual(try losses(split), try losses(straight))
+        let straightRecords = try logged(straight)
+        XCTAssertEqual(straightRecords.count, 1 + 5 + 1)
+        XCTAssertEqual(try logged(split), straightRecords)
     }
 
     /// Starts `tmf` and sends SIGINT once `metrics` has `afterLines` lines; returns the exit status.

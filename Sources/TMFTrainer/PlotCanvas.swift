@@ -1,0 +1,228 @@
+import Foundation
+import TMFImage
+
+/// An sRGB colour of a plot.
+public struct PlotColor: Sendable, Hashable {
+    public var red: UInt8
+    public var green: UInt8
+    public var blue: UInt8
+
+    public init(_ red: UInt8, _ green: UInt8, _ blue: UInt8) {
+        self.red = red
+        self.green = green
+        self.blue = blue
+    }
+
+    static let white = PlotColor(255, 255, 255)
+    static let black = PlotColor(0, 0, 0)
+}
+
+/// A rectangle of pixels: `x..<x + width`, `y..<y + height`, y down.
+public struct PixelRect: Sendable, Equatable {
+    public var x: Int
+    public var y: Int
+    public var width: Int
+    public var height: Int
+
+    public init(x: Int, y: Int, width: Int, height: Int) {
+        self.x = x
+        self.y = y
+        self.width = width
+        self.height = height
+    }
+
+    /// Whether the pixel `(px, py)` is inside.
+    public func contains(_ px: Int, _ py: Int) -> Bool { px >= x && px < x + width && py >= y && py < y + height }
+}
+
+/// An RGB raster to draw on: rectangles, lines and 5×7 bitmap text. Every write is clipped to
+/// the canvas (and to `clip` where given); nothing is anti-aliased, so output is deterministic.
+struct Canvas {
+    let width: Int, height: Int
+    private(set) var pixels: [UInt8]  // [height, width, 3]
+
+    init(width: Int, height: Int, background: PlotColor = .white) {
+        self.width = width
+        self.height = height
+        pixels = [UInt8](repeating: 0, count: width * height * 3)
+        for i in 0..<(width * height) {
+            pixels[3 * i] = background.red; pixels[3 * i + 1] = background.green; pixels[3 * i + 2] = background.blue
+        }
+    }
+
+    var image: RGBImage { RGBImage(width: width, height: height, pixels: pixels) }
+
+    mutating func set(_ x: Int, _ y: Int, _ color: PlotColor, clip: PixelRect? = nil) {
+        guard x >= 0, y >= 0, x < width, y < height else { return }
+        if let clip, !clip.contains(x, y) { return }
+        let i = 3 * (y * width + x)
+        pixels[i] = color.red; pixels[i + 1] = color.green; pixels[i + 2] = color.blue
+    }
+
+    mutating func fill(_ r: PixelRect, _ color: PlotColor, clip: PixelRect? = nil) {
+        for y in r.y..<(r.y + max(r.height, 0)) {
+            for x in r.x..<(r.x + max(r.width, 0)) { set(x, y, color, clip: clip) }
+        }
+    }
+
+    /// A one-pixel outline just inside `r`.
+    mutating func stroke(_ r: PixelRect, _ color: PlotColor) {
+        fill(PixelRect(x: r.x, y: r.y, width: r.width, height: 1), color)
+        fill(PixelRect(x: r.x, y: r.y + r.height - 1, width: r.width, height: 1), color)
+        fill(PixelRect(x: r.x, y: r.y, width: 1, height: r.height), color)
+        fill(PixelRect(x: r.x + r.width - 1, y: r.y, width: 1, height: r.height), color)
+    }
+
+    /// A straight line (Bresenham) drawn with a square pen of `thickness` pixels.
+    mutating func line(_ x0: Int, _ y0: Int, _ x1: Int, _ y1: Int, _ color: PlotColor, thickness: Int = 1,
+                       clip: PixelRect? = nil) {
+        let dx = abs(x1 - x0), dy = -abs(y1 - y0)
+        let sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1
+        var x = x0, y = y0, err = dx + dy
+        let offset = (thickness - 1) / 2
+        while true {
+            fill(PixelRect(x: x - offset, y: y - offset, width: thickness, height: thickness), color, clip: clip)
+            if x == x1 && y == y1 { break }
+            let e2 = 2 * err
+            if e2 >= dy { err += dy; x += sx }
+            if e2 <= dx { err += dx; y += sy }
+        }
+    }
+
+    /// Draws `text` with its top-left corner at `(x, y)` (8 × `scale` pixels high), each font pixel a `scale`×`scale` square.
+    mutating func text(_ text: String, x: Int, y: Int, scale: Int = 1, color: PlotColor = .black) {
+        var left = x
+        for ch in text.unicodeScalars {
+            let columns = BitmapFont.columns(of: ch)
+            for (c, bits) in columns.enumerated() {
+                for row in 0..<BitmapFont.height where bits & (1 << row) != 0 {
+                    fill(PixelRect(x: left + c * scale, y: y + row * scale, width: scale, height: scale), color)
+                }
+            }
+            left += BitmapFont.advance * scale
+        }
+    }
+}
+
+/// A 5×7 pixel font for printable ASCII (other characters draw as `?`), in the style of the
+/// HD44780 character LCD, with an eighth row for the descenders of g, j, p, q and y: each glyph
+/// is five column bytes, bit 0 the top row.
+enum BitmapFont {
+    static let width = 5, height = 8
+    /// The height of capitals and digits (rows above the descender row).
+    static let capHeight = 7
+    /// Glyph width plus one column of space.
+    static let advance = 6
+
+    /// The width in pixels of `text` at `scale` (no trailing space).
+    static func width(of text: String, scale: Int = 1) -> Int {
+        let n = text.unicodeScalars.count
+        return n == 0 ? 0 : (n * advance - 1) * scale
+    }
+
+    static func columns(of ch: Unicode.Scalar) -> ArraySlice<UInt8> {
+        var code = Int(ch.value)
+        if code < 0x20 || code > 0x7E { code = 0x3F }
+        let start = (code - 0x20) * width
+        return glyphs[start..<(start + width)]
+    }
+
+    /// Code points 0x20 (space) to 0x7E (`~`), five columns each.
+    static let glyphs: [UInt8] = [
+        0x00, 0x00, 0x00, 0x00, 0x00,  // space
+        0x00, 0x00, 0x5F, 0x00, 0x00,  // !
+        0x00, 0x07, 0x00, 0x07, 0x00,  // "
+        0x14, 0x7F, 0x14, 0x7F, 0x14,  // #
+        0x24, 0x2A, 0x7F, 0x2A, 0x12,  // $
+        0x23, 0x13, 0x08, 0x64, 0x62,  // %
+        0x36, 0x49, 0x55, 0x22, 0x50,  // &
+        0x00, 0x05, 0x03, 0x00, 0x00,  // '
+        0x00, 0x1C, 0x22, 0x41, 0x00,  // (
+        0x00, 0x41, 0x22, 0x1C, 0x00,  // )
+        0x14, 0x08, 0x3E, 0x08, 0x14,  // *
+        0x08, 0x08, 0x3E, 0x08, 0x08,  // +
+        0x00, 0x50, 0x30, 0x00, 0x00,  // ,
+        0x08, 0x08, 0x08, 0x08, 0x08,  // -
+        0x00, 0x60, 0x60, 0x00, 0x00,  // .
+        0x20, 0x10, 0x08, 0x04, 0x02,  // /
+        0x3E, 0x51, 0x49, 0x45, 0x3E,  // 0
+        0x00, 0x42, 0x7F, 0x40, 0x00,  // 1
+        0x42, 0x61, 0x51, 0x49, 0x46,  // 2
+        0x21, 0x41, 0x45, 0x4B, 0x31,  // 3
+        0x18, 0x14, 0x12, 0x7F, 0x10,  // 4
+        0x27, 0x45, 0x45, 0x45, 0x39,  // 5
+        0x3C, 0x4A, 0x49, 0x49, 0x30,  // 6
+        0x01, 0x71, 0x09, 0x05, 0x03,  // 7
+        0x36, 0x49, 0x49, 0x49, 0x36,  // 8
+        0x06, 0x49, 0x49, 0x29, 0x1E,  // 9
+        0x00, 0x36, 0x36, 0x00, 0x00,  // :
+        0x00, 0x56, 0x36, 0x00, 0x00,  // ;
+        0x08, 0x14, 0x22, 0x41, 0x00,  // <
+        0x14, 0x14, 0x14, 0x14, 0x14,  // =
+        0x00, 0x41, 0x22, 0x14, 0x08,  // >
+        0x02, 0x01, 0x51, 0x09, 0x06,  // ?
+        0x32, 0x49, 0x79, 0x41, 0x3E,  // @
+        0x7E, 0x11, 0x11, 0x11, 0x7E,  // A
+        0x7F, 0x49, 0x49, 0x49, 0x36,  // B
+        0x3E, 0x41, 0x41, 0x41, 0x22,  // C
+        0x7F, 0x41, 0x41, 0x22, 0x1C,  // D
+        0x7F, 0x49, 0x49, 0x49, 0x41,  // E
+        0x7F, 0x09, 0x09, 0x09, 0x01,  // F
+        0x3E, 0x41, 0x49, 0x49, 0x7A,  // G
+        0x7F, 0x08, 0x08, 0x08, 0x7F,  // H
+        0x00, 0x41, 0x7F, 0x41, 0x00,  // I
+        0x20, 0x40, 0x41, 0x3F, 0x01,  // J
+        0x7F, 0x08, 0x14, 0x22, 0x41,  // K
+        0x7F, 0x40, 0x40, 0x40, 0x40,  // L
+        0x7F, 0x02, 0x0C, 0x02, 0x7F,  // M
+        0x7F, 0x04, 0x08, 0x10, 0x7F,  // N
+        0x3E, 0x41, 0x41, 0x41, 0x3E,  // O
+        0x7F, 0x09, 0x09, 0x09, 0x06,  // P
+        0x3E, 0x41, 0x51, 0x21, 0x5E,  // Q
+        0x7F, 0x09, 0x19, 0x29, 0x46,  // R
+        0x46, 0x49, 0x49, 0x49, 0x31,  // S
+        0x01, 0x01, 0x7F, 0x01, 0x01,  // T
+        0x3F, 0x40, 0x40, 0x40, 0x3F,  // U
+        0x1F, 0x20, 0x40, 0x20, 0x1F,  // V
+        0x3F, 0x40, 0x38, 0x40, 0x3F,  // W
+        0x63, 0x14, 0x08, 0x14, 0x63,  // X
+        0x07, 0x08, 0x70, 0x08, 0x07,  // Y
+        0x61, 0x51, 0x49, 0x45, 0x43,  // Z
+        0x00, 0x7F, 0x41, 0x41, 0x00,  // [
+        0x02, 0x04, 0x08, 0x10, 0x20,  // backslash
+        0x00, 0x41, 0x41, 0x7F, 0x00,  // ]
+        0x04, 0x02, 0x01, 0x02, 0x04,  // ^
+        0x40, 0x40, 0x40, 0x40, 0x40,  // _
+        0x00, 0x01, 0x02, 0x04, 0x00,  // `
+        0x20, 0x54, 0x54, 0x54, 0x78,  // a
+        0x7F, 0x48, 0x44, 0x44, 0x38,  // b
+        0x38, 0x44, 0x44, 0x44, 0x20,  // c
+        0x38, 0x44, 0x44, 0x48, 0x7F,  // d
+        0x38, 0x54, 0x54, 0x54, 0x18,  // e
+        0x08, 0x7E, 0x09, 0x01, 0x02,  // f
+        0x18, 0xA4, 0xA4, 0xA4, 0x7C,  // g
+        0x7F, 0x08, 0x04, 0x04, 0x78,  // h
+        0x00, 0x44, 0x7D, 0x40, 0x00,  // i
+        0x40, 0x80, 0x84, 0x7D, 0x00,  // j
+        0x7F, 0x10, 0x28, 0x44, 0x00,  // k
+        0x00, 0x41, 0x7F, 0x40, 0x00,  // l
+        0x7C, 0x04, 0x18, 0x04, 0x78,  // m
+        0x7C, 0x08, 0x04, 0x04, 0x78,  // n
+        0x38, 0x44, 0x44, 0x44, 0x38,  // o
+        0xFC, 0x24, 0x24, 0x24, 0x18,  // p
+        0x18, 0x24, 0x24, 0x24, 0xFC,  // q
+        0x7C, 0x08, 0x04, 0x04, 0x08,  // r
+        0x48, 0x54, 0x54, 0x54, 0x20,  // s
+        0x04, 0x3F, 0x44, 0x40, 0x20,  // t
+        0x3C, 0x40, 0x40, 0x20, 0x7C,  // u
+        0x1C, 0x20, 0x40, 0x20, 0x1C,  // v
+        0x3C, 0x40, 0x30, 0x40, 0x3C,  // w
+        0x44, 0x28, 0x10, 0x28, 0x44,  // x
+        0x9C, 0xA0, 0xA0, 0xA0, 0x7C,  // y
+        0x44, 0x64, 0x54, 0x4C, 0x44,  // z
+        0x00, 0x08, 0x36, 0x41, 0x00,  // {
+        0x00, 0x00, 0x7F, 0x00, 0x00,  // |
+        0x00, 0x41, 0x36, 0x08, 0x00,  // }
+        0x08, 0x04, 0x08, 0x10, 0x08,  // ~
+    ]
+}
