@@ -22,6 +22,11 @@ public struct FusionConfiguration: Codable, Sendable, Equatable {
     /// Attention heads for AMSA and CMA (1 = the paper's single-head default). The attended
     /// widths (2·d_v + d_g for AMSA, d_v for CMA) must be divisible by it.
     public var heads: Int
+    /// CMA divides its scores by the square root of this width (per head: of width / heads). The
+    /// paper writes √d in Eq. 7-8 with d = 2·d_v + d_g, the width of v_M (Eq. 5), so new
+    /// configurations hold `allModalityWidth`; nil (folders written before this field) is d_v,
+    /// the query width of ordinary scaled dot-product attention.
+    public var cmaScaleWidth: Int?
 
     public init(modalityWidth: Int, graphWidth: Int, llmWidth: Int, adaptorHidden: Int? = nil, heads: Int = 1) {
         self.modalityWidth = modalityWidth
@@ -29,6 +34,7 @@ public struct FusionConfiguration: Codable, Sendable, Equatable {
         self.llmWidth = llmWidth
         self.adaptorHidden = adaptorHidden ?? max(llmWidth, modalityWidth)
         self.heads = heads
+        self.cmaScaleWidth = 2 * modalityWidth + graphWidth
     }
 
     /// d = d_image + d_text + d_graph, the width of v_M.
@@ -75,12 +81,14 @@ public struct Adaptor: Sendable {
 
 /// Scaled dot-product attention softmax(q kᵀ / √d) v over one sequence, split into `heads`
 /// heads along the feature axis (no learned projections, as Eq. 6-8).
-/// q [N, dq], k [M, dq], v [M, dv] → [N, dv]; dq and dv divisible by `heads`.
-public func plainAttention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int = 1) -> Tensor {
+/// q [N, dq], k [M, dq], v [M, dv] → [N, dv]; dq and dv divisible by `heads`. `scaleWidth`
+/// replaces dq in the scale (1 / √(scaleWidth / heads)).
+public func plainAttention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int = 1, scaleWidth: Int? = nil) -> Tensor {
     let n = q.shape[0], m = k.shape[0], dq = q.shape[1], dv = v.shape[1]
     precondition(k.shape[1] == dq && v.shape[0] == m, "attention shapes \(q.shape) \(k.shape) \(v.shape)")
+    let scale = 1 / (Float(scaleWidth ?? dq) / Float(heads)).squareRoot()
     if heads == 1 {
-        let scores = Tensor.matmul(q, k, transposeB: true).scale(1 / Float(dq).squareRoot())  // [N, M]
+        let scores = Tensor.matmul(q, k, transposeB: true).scale(scale)                      // [N, M]
         return Tensor.matmul(scores.softmax(), v)                                             // [N, dv]
     }
     precondition(dq % heads == 0 && dv % heads == 0, "widths \(dq), \(dv) not divisible by \(heads) heads")
@@ -88,7 +96,7 @@ public func plainAttention(query q: Tensor, key k: Tensor, value v: Tensor, head
     let qh = q.reshaped([n, heads, hq]).permuted([1, 0, 2])  // [H, N, hq]
     let kh = k.reshaped([m, heads, hq]).permuted([1, 0, 2])  // [H, M, hq]
     let vh = v.reshaped([m, heads, hv]).permuted([1, 0, 2])  // [H, M, hv]
-    let scores = Tensor.matmul(qh, kh, transposeB: true).scale(1 / Float(hq).squareRoot())  // [H, N, M]
+    let scores = Tensor.matmul(qh, kh, transposeB: true).scale(scale)                      // [H, N, M]
     let out = Tensor.matmul(scores.softmax(), vh)                                          // [H, N, hv]
     return out.permuted([1, 0, 2]).reshaped([n, dv])
 }
@@ -97,8 +105,8 @@ public func plainAttention(query q: Tensor, key k: Tensor, value v: Tensor, head
 ///
 /// For the items of one prompt (history then candidates): v_M = concat(v_image, v_text, v_graph)
 /// [N, d] (Eq. 5); AMSA softmax(v_M v_Mᵀ/√d) v_M [N, d] (Eq. 6); a learned projection to d_v;
-/// CMA level 1 softmax(q v_imageᵀ/√d_v) v_text (Eq. 7); level 2 softmax(cma₁ v_textᵀ/√d_v) v_image
-/// (Eq. 8); then the item adaptor into the LLM's width. Behavior embeddings go through the
+/// CMA level 1 softmax(q v_imageᵀ/√d) v_text (Eq. 7); level 2 softmax(cma₁ v_textᵀ/√d) v_image
+/// (Eq. 8), with the paper's d (see `FusionConfiguration.cmaScaleWidth`); then the item adaptor into the LLM's width. Behavior embeddings go through the
 /// behavior adaptor.
 public final class FusionModule: @unchecked Sendable {
     public let configuration: FusionConfiguration
@@ -137,8 +145,8 @@ public final class FusionModule: @unchecked Sendable {
         let amsa = plainAttention(query: vM, key: vM, value: vM, heads: c.heads)      // [N, d]   Eq. 6
         let q = Tensor.linear(amsa, weight: projectionWeight, bias: projectionBias)   // [N, d_v]
         if depth == .amsa { return q }
-        let cma1 = plainAttention(query: q, key: image, value: text, heads: c.heads)     // [N, d_v] Eq. 7
-        return plainAttention(query: cma1, key: text, value: image, heads: c.heads)      // [N, d_v] Eq. 8
+        let cma1 = plainAttention(query: q, key: image, value: text, heads: c.heads, scaleWidth: c.cmaScaleWidth)    // [N, d_v] Eq. 7
+        return plainAttention(query: cma1, key: text, value: image, heads: c.heads, scaleWidth: c.cmaScaleWidth)     // [N, d_v] Eq. 8
     }
 
     /// Item token embeddings for the items of one prompt: [N, LLM width].

@@ -35,9 +35,9 @@ let tmfExecutable: URL? = {
 /// The repository root (the working directory of every run).
 let packageRoot = fixturesURL.deletingLastPathComponent()
 
-/// Runs `tmf arguments...` in the package root and collects its exit status and output (through
+/// Runs `tmf arguments...` in `directory` (default: the package root) and collects its exit status and output (through
 /// files, so a large output never blocks on a full pipe).
-func runTMF(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> CLIResult {
+func runTMF(_ arguments: [String], in directory: URL? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> CLIResult {
     guard let executable = tmfExecutable else {
         XCTFail("no built tmf executable next to the tests; run `swift build --build-tests` first", file: file, line: line)
         throw CocoaError(.fileNoSuchFile)
@@ -53,7 +53,7 @@ func runTMF(_ arguments: [String], file: StaticString = #filePath, line: UInt = 
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
-    process.currentDirectoryURL = packageRoot
+    process.currentDirectoryURL = directory ?? packageRoot
     process.standardOutput = out
     process.standardError = err
     process.standardInput = FileHandle.nullDevice

@@ -55,4 +55,31 @@ final class FusionTests: XCTestCase {
         let b = Tensor.normal([2, 2], rng: &rng)
         gradCheck([b] + f.behaviorAdaptorParameters.map(\.1)) { xs in f.behaviorTokens(xs[0]) }
     }
+
+    /// CMA divides by √d with the paper's d = 2·d_v + d_g (Eq. 7-8); a configuration decoded
+    /// from an older tmf.json (no `cmaScaleWidth`) keeps √d_v.
+    func testCMAScaleIsThePapers() throws {
+        let c = FusionConfiguration(modalityWidth: 8, graphWidth: 4, llmWidth: 16)
+        XCTAssertEqual(c.cmaScaleWidth, 20)
+        let f = try FusionModule(configuration: c, seed: 3)
+        var rng = SeededRNG(seed: 2)
+        let img = Tensor.normal([5, 8], rng: &rng), txt = Tensor.normal([5, 8], rng: &rng), g = Tensor.normal([5, 4], rng: &rng)
+        let q = f.fuse(image: img, text: txt, graph: g, depth: .amsa)
+        // Eq. 7-8 written out with 1/√20.
+        func attend(_ a: Tensor, _ k: Tensor, _ v: Tensor) -> Tensor {
+            Tensor.matmul(Tensor.matmul(a, k, transposeB: true).scale(1 / Float(20).squareRoot()).softmax(), v)
+        }
+        let expected = attend(attend(q, img, txt), txt, img)
+        assertClose(f.fuse(image: img, text: txt, graph: g, depth: .full).scalars, expected.scalars, rtol: 1e-5)
+        var json = String(decoding: try JSONEncoder().encode(c), as: UTF8.self)
+        json = json.replacingOccurrences(of: "\"cmaScaleWidth\":20,", with: "").replacingOccurrences(of: ",\"cmaScaleWidth\":20", with: "")
+        let old = try JSONDecoder().decode(FusionConfiguration.self, from: Data(json.utf8))
+        XCTAssertNil(old.cmaScaleWidth)
+        let g2 = try FusionModule(configuration: old, seed: 3)
+        func attendV(_ a: Tensor, _ k: Tensor, _ v: Tensor) -> Tensor {
+            Tensor.matmul(Tensor.matmul(a, k, transposeB: true).scale(1 / Float(8).squareRoot()).softmax(), v)
+        }
+        assertClose(g2.fuse(image: img, text: txt, graph: g, depth: .full).scalars, attendV(attendV(q, img, txt), txt, img).scalars,
+                    rtol: 1e-5)
+    }
 }
