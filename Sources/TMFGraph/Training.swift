@@ -104,6 +104,7 @@ extension MBHTModel {
         let params = parameters
         let optimizer = Adam(parameters: self.parameters, learningRate: params.learningRate,
                              weightDecay: params.weightDecay)
+        let update = ScheduledUpdate(optimizers: [optimizer], schedule: nil, clipNorm: params.maxGradientNorm)
         var rng = SeededRNG(seed: params.seed, key: ["mbht-train"])
         var report = MBHTTrainingReport(epochs: 0, epochLosses: [], validation: [], bestEpoch: 0, bestHitRate: nil,
                                         stoppedEarly: false, stoppedByCallback: false, seconds: 0)
@@ -137,8 +138,7 @@ extension MBHTModel {
                 let value = loss.item
                 loss.backward()
                 zeroFrozenGradients()
-                if let maxNorm = params.maxGradientNorm { _ = clipGradientNorm(self.parameters, maxNorm: maxNorm) }
-                optimizer.step()
+                update.apply(to: self.parameters, step: 0)
                 zeroFrozenRows()
                 lossSum += Double(value)
                 stepsDone += 1

@@ -148,6 +148,40 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
     }
 }
 
+/// The update every trainer makes after its backward pass (LoRA fine-tuning, pretraining, MBHT):
+/// clip the global gradient norm, set the scheduled rate on every optimiser, step each of them,
+/// and zero the gradients for the next step.
+public struct ScheduledUpdate {
+    /// Optimisers stepped in order (e.g. one with weight decay for matrices and one without).
+    public let optimizers: [Adam]
+    /// nil keeps each optimiser's own rate.
+    public let schedule: LearningRateSchedule?
+    /// nil: no clipping.
+    public let clipNorm: Float?
+
+    public init(optimizers: [Adam], schedule: LearningRateSchedule?, clipNorm: Float?) {
+        self.optimizers = optimizers
+        self.schedule = schedule
+        self.clipNorm = clipNorm
+    }
+
+    /// Applies the update for 0-based `step` to the gradients of `parameters` (every optimiser's
+    /// parameters, for the clipping norm).
+    /// - Returns: the rate used (the first optimiser's) and the gradient norm before clipping
+    ///   (nil without clipping).
+    @discardableResult
+    public func apply(to parameters: [Tensor], step: Int) -> (rate: Float, norm: Float?) {
+        let norm = clipNorm.map { clipGradientNorm(parameters, maxNorm: $0) }
+        if let schedule {
+            let rate = schedule.rate(at: step)
+            for o in optimizers { o.learningRate = rate }
+        }
+        for o in optimizers { o.step() }
+        for o in optimizers { o.zeroGrad() }
+        return (optimizers.first?.learningRate ?? 0, norm)
+    }
+}
+
 /// Scales all gradients so their global L2 norm is at most `maxNorm` (PyTorch's
 /// `clip_grad_norm_`: factor maxNorm / (norm + 1e-6) when below 1). Returns the norm before clipping.
 @discardableResult

@@ -471,8 +471,8 @@ public final class Pretrainer {
     public let documentCount: Int
     let initFrom: URL?
     let named: [(name: String, tensor: Tensor)]
-    let decayed: Adam, undecayed: Adam
-    let schedule: LearningRateSchedule
+    /// AdamW on the matrices (decayed) and on the norm weights (not), warm-up + cosine, clipping.
+    let update: ScheduledUpdate
     var rng: SeededRNG
     /// Steps completed.
     public private(set) var step = 0
@@ -591,12 +591,14 @@ public final class Pretrainer {
         for p in named { p.tensor.requiresGrad = true }
         let matrices = named.filter { $0.tensor.rank >= 2 }.map(\.tensor)
         let vectors = named.filter { $0.tensor.rank < 2 }.map(\.tensor)
-        decayed = Adam(parameters: matrices, learningRate: parameters.learningRate, beta1: 0.9, beta2: 0.95,
-                       weightDecay: parameters.weightDecay, decoupledWeightDecay: true)
-        undecayed = Adam(parameters: vectors, learningRate: parameters.learningRate, beta1: 0.9, beta2: 0.95,
-                         weightDecay: 0, decoupledWeightDecay: true)
-        schedule = .warmupCosine(peak: parameters.learningRate, warmupSteps: parameters.warmupSteps,
-                                 totalSteps: parameters.steps, minRate: parameters.minLearningRate)
+        let decayed = Adam(parameters: matrices, learningRate: parameters.learningRate, beta1: 0.9, beta2: 0.95,
+                           weightDecay: parameters.weightDecay, decoupledWeightDecay: true)
+        let undecayed = Adam(parameters: vectors, learningRate: parameters.learningRate, beta1: 0.9, beta2: 0.95,
+                             weightDecay: 0, decoupledWeightDecay: true)
+        update = ScheduledUpdate(optimizers: [decayed, undecayed],
+                                 schedule: .warmupCosine(peak: parameters.learningRate, warmupSteps: parameters.warmupSteps,
+                                                         totalSteps: parameters.steps, minRate: parameters.minLearningRate),
+                                 clipNorm: parameters.clipNorm)
         try writeConfig()
         try save()
     }
@@ -628,19 +630,11 @@ public final class Pretrainer {
         let value = loss.item
         guard value.isFinite else { throw PretrainError.nonFiniteLoss(step: step + 1, loss: value) }
         loss.backward()
-        let all = named.map(\.tensor)
-        let norm = clipGradientNorm(all, maxNorm: parameters.clipNorm)
-        let rate = schedule.rate(at: step)
-        decayed.learningRate = rate
-        undecayed.learningRate = rate
-        decayed.step()
-        undecayed.step()
-        decayed.zeroGrad()
-        undecayed.zeroGrad()
+        let (rate, norm) = update.apply(to: named.map(\.tensor), step: step)
         step += 1
         losses.append(value)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        return PretrainStepReport(step: step, loss: value, learningRate: rate, gradientNorm: norm,
+        return PretrainStepReport(step: step, loss: value, learningRate: rate, gradientNorm: norm ?? 0,
                                   tokensPerSecond: Double(parameters.batchSize * l) / max(seconds, 1e-9))
     }
 

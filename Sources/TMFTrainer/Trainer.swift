@@ -116,7 +116,8 @@ public final class LLMTrainer {
     public let folder: URL
     let named: [(name: String, group: ParameterGroup, tensor: Tensor)]
     let optimizer: Adam
-    let schedule: LearningRateSchedule
+    /// Clipping, the warm-up + cosine rate and the Adam step.
+    let update: ScheduledUpdate
     var rng: SeededRNG
     /// Steps completed.
     public private(set) var step = 0
@@ -142,8 +143,10 @@ public final class LLMTrainer {
         for p in named { p.tensor.requiresGrad = true }
         optimizer = Adam(parameters: named.map(\.tensor), learningRate: parameters.learningRate,
                          weightDecay: parameters.weightDecay, decoupledWeightDecay: true)
-        schedule = .warmupCosine(peak: parameters.learningRate, warmupSteps: parameters.warmupSteps,
-                                 totalSteps: parameters.steps, minRate: parameters.minLearningRate)
+        update = ScheduledUpdate(optimizers: [optimizer],
+                                 schedule: .warmupCosine(peak: parameters.learningRate, warmupSteps: parameters.warmupSteps,
+                                                         totalSteps: parameters.steps, minRate: parameters.minLearningRate),
+                                 clipNorm: parameters.clipNorm)
         rng = SeededRNG(seed: parameters.seed, key: ["train"])
     }
 
@@ -180,13 +183,10 @@ public final class LLMTrainer {
         }
         // Only the groups of this level learn (Eq. 9-11); the others have no gradient anyway.
         for p in named where !trainable.contains(p.group) { p.tensor.grad = nil }
-        clipGradientNorm(named.map(\.tensor), maxNorm: parameters.clipNorm)
-        optimizer.learningRate = schedule.rate(at: step)
-        optimizer.step()
-        optimizer.zeroGrad()
+        let (rate, _) = update.apply(to: named.map(\.tensor), step: step)
         step += 1
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        return StepReport(step: step, level: level, loss: total, learningRate: schedule.rate(at: step - 1),
+        return StepReport(step: step, level: level, loss: total, learningRate: rate,
                           tokensPerSecond: Double(tokens) / max(seconds, 1e-9), answerTokens: tokens)
     }
 
