@@ -39,6 +39,56 @@ final class PipelineCommandTests: XCTestCase {
          "--history", "4", "--graph-epochs", "1", "--eval-limit", "2", "--threads", "1", "--quiet"]
     }
 
+    /// What the model folder remembers: `--skip-invalid` (evaluation and serving load the data the
+    /// same way), the dataset and seed of a `--stage graph` folder (for `--baseline mbht` and the
+    /// data-only baselines, whose candidate sets then match the model's).
+    func testModelFolderRemembersDataSeedAndSkipInvalid() throws {
+        let s = try makeSetup()
+        let csv = s.shop.appendingPathComponent("interactions.csv")
+        let handle = try FileHandle(forWritingTo: csv)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("U01,NO_SUCH_ITEM,view,1700000000\n".utf8))
+        try handle.close()
+        let model = s.root.appendingPathComponent("remembering")
+        var arguments = trainArguments(s, out: model, steps: 2) + ["--skip-invalid", "--seed", "7"]
+        let train = try runTMF(arguments)
+        XCTAssertEqual(train.status, 0, train.stderr)
+        // Without --skip-invalid the row is an error; the model folder applies it by itself.
+        assertFailure(try runTMF(["eval", "--baseline", "popular", "--data", s.shop.path]), mentions: "NO_SUCH_ITEM")
+        let eval = try runTMF(["eval", model.path, "--limit", "2", "--quiet", "--threads", "1"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let rank = try runTMF(["eval", model.path, "--limit", "2", "--rank", "--quiet", "--threads", "1"])
+        XCTAssertEqual(rank.status, 0, rank.stderr)
+
+        // A graph-only folder: tmf.json is there, --baseline mbht needs no --data.
+        let graphOnly = s.root.appendingPathComponent("graph-only")
+        arguments = trainArguments(s, out: graphOnly, steps: 2) + ["--skip-invalid", "--seed", "7", "--stage", "graph"]
+        XCTAssertEqual(try runTMF(arguments).status, 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: graphOnly.appendingPathComponent("tmf.json").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: graphOnly.appendingPathComponent("adapter_model.safetensors").path))
+        let mbht = try runTMF(["eval", graphOnly.path, "--baseline", "mbht", "--rank"])
+        XCTAssertEqual(mbht.status, 0, mbht.stderr)
+        XCTAssertTrue(mbht.stdout.contains("NDCG@10: "), mbht.stdout)
+
+        // The data-only baselines on a model folder use its seed: the same candidate sets as
+        // --seed 7 on the data, other sets than the default 42; --predictions for every row.
+        func candidates(_ arguments: [String]) throws -> [String] {
+            let file = s.root.appendingPathComponent("p-\(UUID().uuidString).jsonl")
+            let r = try runTMF(arguments + ["--predictions", file.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try String(contentsOf: file, encoding: .utf8).split(separator: "\n").map { line in
+                let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                XCTAssertNotNil(o["chosen"] ?? o["ranking"], "\(o)")
+                return "\(o["candidates"]!)"
+            }
+        }
+        let fromModel = try candidates(["eval", graphOnly.path, "--baseline", "random"])
+        XCTAssertEqual(fromModel, try candidates(["eval", "--baseline", "random", "--data", s.shop.path, "--seed", "7", "--skip-invalid"]))
+        XCTAssertNotEqual(fromModel, try candidates(["eval", "--baseline", "random", "--data", s.shop.path, "--skip-invalid"]))
+        XCTAssertEqual(fromModel, try candidates(["eval", graphOnly.path, "--baseline", "mbht"]))
+        XCTAssertEqual(fromModel, try candidates(["eval", graphOnly.path, "--baseline", "popular", "--rank"]))
+    }
+
     func testTrainEvalRecommendResume() throws {
         let s = try makeSetup()
         let model = s.root.appendingPathComponent("model")
