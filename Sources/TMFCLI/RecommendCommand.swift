@@ -117,6 +117,9 @@ struct RecommendCommand: ParsableCommand {
                         let seen = eligible ? [] : Set(q.events.map(\.item))
                         let graphHistory = q.events.suffix(trained.spec.graph.maxSequenceLength).map { GraphEvent(item: $0.item, behavior: $0.behavior) }
                         list = try trained.graph.topK(history: Array(graphHistory), k: max(10, q.top), excluding: seen).map(\.item)
+                        if list.isEmpty {  // the history holds every item: answer among them rather than not at all
+                            list = try trained.graph.topK(history: Array(graphHistory), k: max(10, q.top)).map(\.item)
+                        }
                     }
                     let prompt = builder.build(history: Array(q.events.suffix(trained.spec.training.historyLength)), target: dataset.target,
                                                candidates: list, answer: nil, level: level, template: PromptBuilder.evalTemplate)
