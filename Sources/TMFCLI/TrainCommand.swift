@@ -24,7 +24,7 @@ struct TrainCommand: ParsableCommand {
     var pretrainVocab: Int?
     @Option(help: "CLIP folder (config.json, model.safetensors, vocab.json, merges.txt).")
     var clip: String?
-    @Option(help: "Optimiser steps T (default 300; 600 with a small Llama: bundled or pretrained).")
+    @Option(help: "Optimiser steps T (default 300; 600 with the bundled tiny Llama, 1200 with a pretrained one).")
     var steps: Int?
     @Option(help: "Epochs over the training examples (instead of --steps).")
     var epochs: Double?
@@ -46,7 +46,7 @@ struct TrainCommand: ParsableCommand {
     var loraTargets: String?
     @Option(help: "text | behavior | item | full (the paper's Table 3 ablations).")
     var modalities: String = "full"
-    @Option(help: "History events per prompt (default 20; 3 with a small Llama).")
+    @Option(help: "History events per prompt (default 20; 3 with the bundled tiny Llama, 10 with a pretrained one).")
     var history: Int?
     @Option(help: "Validate every N steps (0: at the end).")
     var evalEvery: Int = 0
@@ -104,7 +104,7 @@ struct TrainCommand: ParsableCommand {
                     options.llmSource = "pretrained"
                 }
             }
-            let recipe: TrainingRecipe = llm == nil ? .smallModel : .checkpoint
+            let recipe: TrainingRecipe = llm != nil ? .checkpoint : options.pretrain != nil ? .datasetModel : .smallModel
             let targets = loraTargets.map { $0 == "all" ? loraTargetNames : $0.split(separator: ",").map {
                 String($0).trimmingCharacters(in: .whitespaces) } } ?? recipe.loraTargets
             options.lora = try LoRAConfiguration(rank: loraR ?? recipe.loraRank, alpha: loraAlpha, dropout: loraDropout,
