@@ -207,23 +207,18 @@ extension Dataset {
         return metrics
     }
 
-    /// Scores a baseline on a split, over the same candidate sets every model sees.
+    /// Scores a baseline on a split, over the same candidate sets every model sees: its answer is
+    /// its top-ranked candidate (popular: the earlier one on ties).
     /// - Parameters:
     ///   - limit: score only the first `limit` examples.
-    /// - Throws: `DataError` from candidate sampling.
     ///   - answer: called per example with its candidates and the answer's score.
+    /// - Throws: `DataError` from candidate sampling.
     public func evaluate(baseline: Baseline, split: Split, seed: UInt64, limit: Int? = nil,
                          splits: SplitExamples? = nil,
                          answer: ((Example, [Int], AnswerScore) throws -> Void)? = nil) throws -> EvalMetrics {
-        let splits = splits ?? SplitExamples(self)
-        var examples = splits[split]
-        if let limit { examples = Array(examples.prefix(limit)) }
-        let popularity = baseline == .popular ? trainingPopularity(splits) : []
         var metrics = EvalMetrics()
-        for x in examples {
-            let cands = try candidates(for: x, seed: seed)
-            // The top-scored candidate (popular: the earlier one on ties).
-            let pick = rankedCandidates(baselineScores(baseline, example: x, candidates: cands, seed: seed, popularity: popularity))[0]
+        _ = try rank(baseline: baseline, split: split, seed: seed, limit: limit, splits: splits) { x, cands, scores in
+            let pick = rankedCandidates(scores)[0]
             let titles = cands.map { items[$0].title }
             let score = scoreAnswer(titles[pick], candidateTitles: titles, truth: cands.firstIndex(of: x.target)!)
             metrics.add(score)

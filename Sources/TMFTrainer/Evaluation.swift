@@ -26,6 +26,28 @@ extension Recommender {
         try items.map { try encoder.tokenizer.encode(dataset.items[$0].title, addBOS: false) }
     }
 
+    /// Builds the evaluation prompts of `examples` at this model's hardest level in chunks of
+    /// `batchSize` and hands each chunk (examples, encoded prompts, candidate sets) to `body`;
+    /// reports (done, total) after each chunk and stops when `progress` returns false.
+    func forEachPromptBatch(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int, batchSize: Int,
+                            progress: ((Int, Int) -> Bool)?,
+                            _ body: ([Example], [EncodedPrompt], [[Int]]) throws -> Void) throws {
+        let level = modalities.hardestLevel
+        var start = 0
+        while start < examples.count {
+            let chunk = Array(examples[start..<min(start + batchSize, examples.count)])
+            var encoded: [EncodedPrompt] = [], candidateSets: [[Int]] = []
+            for ex in chunk {
+                let (prompt, candidates) = try evaluationPrompt(ex, dataset: dataset, seed: seed, historyLength: historyLength, level: level)
+                encoded.append(try encoder.encode(prompt, withAnswer: false))
+                candidateSets.append(candidates)
+            }
+            try body(chunk, encoded, candidateSets)
+            start += chunk.count
+            if let progress, !progress(start, examples.count) { break }
+        }
+    }
+
     /// Ranks each example's candidate set by the LLM's answer log-likelihood (`scoreCandidates`)
     /// at this model's hardest level, on the same seeded candidate sets and prompts as `evaluate`.
     ///
@@ -38,24 +60,14 @@ extension Recommender {
                      answer: ((Example, [Int], CandidateScores) throws -> Void)? = nil,
                      progress: ((Int, Int) -> Bool)? = nil) throws -> RankMetrics {
         var metrics = RankMetrics()
-        let level = modalities.hardestLevel
-        var start = 0
-        while start < examples.count {
-            let chunk = Array(examples[start..<min(start + batchSize, examples.count)])
-            var encoded: [EncodedPrompt] = [], candidateSets: [[Int]] = [], answers: [[[Int]]] = []
-            for ex in chunk {
-                let (prompt, candidates) = try evaluationPrompt(ex, dataset: dataset, seed: seed, historyLength: historyLength, level: level)
-                encoded.append(try encoder.encode(prompt, withAnswer: false))
-                candidateSets.append(candidates)
-                answers.append(try answerTokens(candidates, dataset: dataset))
-            }
-            let scored = scoreCandidates(encoded, answers: answers, level: level)
+        try forEachPromptBatch(dataset: dataset, examples: examples, seed: seed, historyLength: historyLength,
+                               batchSize: batchSize, progress: progress) { chunk, encoded, candidateSets in
+            let scored = scoreCandidates(encoded, answers: try candidateSets.map { try answerTokens($0, dataset: dataset) },
+                                         level: modalities.hardestLevel)
             for (i, ex) in chunk.enumerated() {
                 metrics.add(rank: rankOf(truth: candidateSets[i].firstIndex(of: ex.target)!, scores: scored[i].scores(normalization)))
                 try answer?(ex, candidateSets[i], scored[i])
             }
-            start += chunk.count
-            if let progress, !progress(start, examples.count) { break }
         }
         return metrics
     }
@@ -73,30 +85,17 @@ extension Recommender {
                          answer: ((Example, [Int], String, AnswerScore) throws -> Void)? = nil,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> EvalMetrics {
         var metrics = EvalMetrics()
-        let level = modalities.hardestLevel
-        var start = 0
-        while start < examples.count {
-            let chunk = Array(examples[start..<min(start + batchSize, examples.count)])
-            var encoded: [EncodedPrompt] = [], candidateSets: [[Int]] = [], tries: [TokenTrie] = []
-            for ex in chunk {
-                let (prompt, candidates) = try evaluationPrompt(ex, dataset: dataset, seed: seed, historyLength: historyLength, level: level)
-                encoded.append(try encoder.encode(prompt, withAnswer: false))
-                candidateSets.append(candidates)
-                if constrained {
-                    tries.append(TokenTrie(try candidates.map { try encoder.tokenizer.encode(dataset.items[$0].title, addBOS: false) }))
-                }
-            }
-            let outputs = generate(encoded, level: level, constraints: constrained ? tries : nil)
+        try forEachPromptBatch(dataset: dataset, examples: examples, seed: seed, historyLength: historyLength,
+                               batchSize: batchSize, progress: progress) { chunk, encoded, candidateSets in
+            let tries = constrained ? try candidateSets.map { TokenTrie(try answerTokens($0, dataset: dataset)) } : nil
+            let outputs = generate(encoded, level: modalities.hardestLevel, constraints: tries)
             for (i, ex) in chunk.enumerated() {
                 let text = encoder.tokenizer.decode(outputs[i])
                 let titles = candidateSets[i].map { dataset.items[$0].title }
-                let truth = candidateSets[i].firstIndex(of: ex.target)!
-                let score = scoreAnswer(text, candidateTitles: titles, truth: truth)
+                let score = scoreAnswer(text, candidateTitles: titles, truth: candidateSets[i].firstIndex(of: ex.target)!)
                 metrics.add(score)
                 try answer?(ex, candidateSets[i], text, score)
             }
-            start += chunk.count
-            if let progress, !progress(start, examples.count) { break }
         }
         return metrics
     }
