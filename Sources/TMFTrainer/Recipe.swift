@@ -23,7 +23,7 @@ public struct TrainingRecipe: Sendable, Equatable {
     /// longer history and more steps, since its answers are ranked and a dataset without repeats
     /// (MovieLens-100k) is predicted from taste, not from the last events (validation ranking
     /// HitRate@1 on MovieLens-100k: 0.390 with history 3 and 600 steps, 0.400 with 2,400 steps,
-    /// 0.426 with history 10 and 1,200 steps; popularity 0.414).
+    /// 0.426 with history 10 and 1,200 steps, 0.406 with history 20; popularity 0.414).
     public static let datasetModel = TrainingRecipe(loraTargets: loraTargetNames, loraRank: 16, learningRate: 5e-3,
                                                     historyLength: 10, steps: 1200)
     /// A real checkpoint (`--llm`): the paper's and LLaRA's setting (q and v, rank 8, 20 events).
