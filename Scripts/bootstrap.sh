@@ -42,7 +42,9 @@ case "$mode" in
     echo "== $out on the test split (HitRate@1, ValidRatio) =="
     "$bin" eval "$out" --quiet
     echo "== the same, decoding only candidate titles (--constrained) =="
-    exec "$bin" eval "$out" --quiet --constrained
+    "$bin" eval "$out" --quiet --constrained
+    echo "== the same, ranking the candidates (--rank) =="
+    exec "$bin" eval "$out" --quiet --rank
     ;;
   test)
     swift build --build-tests
