@@ -210,7 +210,7 @@ extension Recommender {
             let batch = PromptBatch(prompts, vocabularySize: vocab) { $0.promptLength }
             let cache = KVCache(configuration: llm.configuration, batchSize: prompts.count, capacity: batch.length)
             let last = llm(.embeddings(inputEmbeddings(batch, level: level)), attentionMask: batch.mask, logits: .last,
-                           cache: cache)                                                  // (B, vocab)
+                           cache: cache).logSoftmax()                                     // (B, vocab) log-probs
             // One continuation row per (prompt, candidate): the answer's tokens as inputs (the
             // first is predicted by the prompt's last position), right-padded; the logits at
             // input j predict token j + 1, and the last real input predicts EOS.
@@ -219,7 +219,7 @@ extension Recommender {
                 for a in list { owner.append(b); targets.append(a + [eos]) }
             }
             let inputLength = targets.map { $0.count - 1 }.max()!
-            var sums = targets.indices.map { r in logSoftmax(last.pointer + owner[r] * vocab, vocab, at: targets[r][0]) }
+            var sums = targets.indices.map { r in Double(last.pointer[owner[r] * vocab + targets[r][0]]) }
             if inputLength > 0 {
                 let rows = cache.replicating(rows: owner, capacity: batch.length + inputLength)
                 let inputs = targets.map { t in Array(t.dropLast()) + Array(repeating: 0, count: inputLength - (t.count - 1)) }
@@ -229,8 +229,8 @@ extension Recommender {
                 }
                 let logits = llm(.tokens(inputs), attentionMask: Array(repeating: Array(repeating: true, count: inputLength),
                                                                         count: targets.count),
-                                 logits: .rows(flat), cache: rows)                      // (flat, vocab)
-                for (i, w) in wanted.enumerated() { sums[w.row] += logSoftmax(logits.pointer + i * vocab, vocab, at: w.token) }
+                                 logits: .rows(flat), cache: rows).logSoftmax()         // (flat, vocab) log-probs
+                for (i, w) in wanted.enumerated() { sums[w.row] += Double(logits.pointer[i * vocab + w.token]) }
             }
             var out: [CandidateScores] = []
             var r = 0
@@ -242,15 +242,6 @@ extension Recommender {
             return out
         }
     }
-}
-
-/// log softmax(row)[index] of a row of `count` logits, in Double.
-func logSoftmax(_ row: UnsafePointer<Float>, _ count: Int, at index: Int) -> Double {
-    var m = -Float.infinity
-    for i in 0..<count where row[i] > m { m = row[i] }
-    var total = 0.0
-    for i in 0..<count { total += Foundation.exp(Double(row[i] - m)) }
-    return Double(row[index] - m) - Foundation.log(total)
 }
 
 /// Token sequences a constrained decoder may spell (one per candidate title, each ending in the
