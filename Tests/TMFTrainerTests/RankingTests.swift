@@ -98,12 +98,13 @@ final class RankingTests: XCTestCase {
             let gen = try d.evaluate(baseline: kind, split: .test, seed: 42, splits: splits)
             var checked = 0
             let popularity = d.trainingPopularity(splits)
-            let ranked = try d.rank(baseline: kind, split: .test, seed: 42, splits: splits) { ex, candidates, scores in
+            let ranked = try d.rank(baseline: kind, split: .test, seed: 42, splits: splits) { _, candidates, scores in
                 XCTAssertEqual(candidates.count, scores.count)
-                XCTAssertEqual(Set(scores).count, kind == .random ? scores.count : Set(scores).count, "random is a permutation")
-                if kind == .popular { XCTAssertEqual(scores, candidates.map { Double(popularity[$0]) }) }
+                switch kind {
+                case .random: XCTAssertEqual(Set(scores).count, scores.count, "random is a permutation")
+                case .popular: XCTAssertEqual(scores, candidates.map { Double(popularity[$0]) })
+                }
                 checked += 1
-                _ = ex
             }
             XCTAssertEqual(checked, gen.examples)
             XCTAssertEqual(ranked.examples, gen.examples)
