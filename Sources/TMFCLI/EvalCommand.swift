@@ -33,6 +33,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "With --rank on a model: sum or mean (per token) of the answer's log-likelihood (default: the model's).")
     var normalization: String?
 
+    @Option(help: "With --rank on a model: weight of MBHT's scores in the ranking (0: the LLM alone; default: the model's, chosen on validation).")
+    var graphWeight: Double?
+
     @Option(help: "Score only the first N examples.")
     var limit: Int?
 
@@ -70,6 +73,10 @@ struct EvalCommand: ParsableCommand {
         if constrained && baseline != nil { throw ValidationError("--constrained decodes the LLM; baselines take --rank or nothing") }
         if let normalization, LengthNormalization(rawValue: normalization) == nil {
             throw ValidationError("--normalization must be sum or mean")
+        }
+        if let graphWeight {
+            if !(graphWeight >= 0 && graphWeight.isFinite) { throw ValidationError("--graph-weight must be a finite number ≥ 0") }
+            if !rank || baseline != nil { throw ValidationError("--graph-weight applies to a model's --rank") }
         }
     }
 
@@ -155,10 +162,12 @@ struct EvalCommand: ParsableCommand {
             }
             if rank {
                 let norm = normalization.flatMap(LengthNormalization.init(rawValue:)) ?? trained.spec.normalization ?? Pipeline.defaultNormalization
+                let weight = graphWeight ?? trained.spec.graphWeight ?? 0
                 let metrics = try trained.recommender.rank(
                     dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
-                    normalization: norm, batchSize: batchSize, answer: { ex, candidates, scores in
-                        let s = scores.scores(norm)
+                    normalization: norm, graph: weight > 0 ? trained.graph : nil, graphWeight: weight, batchSize: batchSize,
+                    answer: { ex, candidates, scores in
+                        let s = scores.scores(norm, graphWeight: weight)
                         try writer?.ranked(ex, candidates, scores: s, rank: rankOf(truth: candidates.firstIndex(of: ex.target)!, scores: s),
                                            dataset: dataset)
                     }, progress: onProgress)

@@ -54,6 +54,9 @@ struct RecommendCommand: ParsableCommand {
     @Option(help: "sum or mean (per token) of a title's log-likelihood (default: the model's).")
     var normalization: String?
 
+    @Option(help: "Weight of MBHT's scores in the ranking (0: the LLM alone; default: the model's, chosen on validation).")
+    var graphWeight: Double?
+
     @Option(help: "Dataset folder (default: the model's dataset).")
     var data: String?
 
@@ -71,6 +74,9 @@ struct RecommendCommand: ParsableCommand {
         if constrained && !generate { throw ValidationError("--constrained applies to --generate") }
         if let normalization, LengthNormalization(rawValue: normalization) == nil {
             throw ValidationError("--normalization must be sum or mean")
+        }
+        if let graphWeight, !(graphWeight >= 0 && graphWeight.isFinite) {
+            throw ValidationError("--graph-weight must be a finite number ≥ 0")
         }
     }
 
@@ -104,6 +110,7 @@ struct RecommendCommand: ParsableCommand {
             }
             let eligible = includeHistory || (!excludeHistory && (trained.spec.historyEligible ?? false))
             let norm = normalization.flatMap(LengthNormalization.init(rawValue:)) ?? trained.spec.normalization ?? Pipeline.defaultNormalization
+            let weight = graphWeight ?? trained.spec.graphWeight ?? 0
             let r = trained.recommender
             let level = r.modalities.hardestLevel
             let builder = PromptBuilder(dataset: dataset)
@@ -126,7 +133,14 @@ struct RecommendCommand: ParsableCommand {
                     encoded.append(try r.encoder.encode(prompt, withAnswer: false))
                     sets.append(list)
                 }
-                let scored = r.scoreCandidates(encoded, answers: try sets.map { try r.answerTokens($0, dataset: dataset) }, level: level)
+                var scored = r.scoreCandidates(encoded, answers: try sets.map { try r.answerTokens($0, dataset: dataset) }, level: level)
+                if weight > 0 {
+                    let histories = chunk.map { q in
+                        Array(q.events.suffix(trained.spec.graph.maxSequenceLength).map { GraphEvent(item: $0.item, behavior: $0.behavior) })
+                    }
+                    let g = try trained.graph.scores(histories: histories, candidates: sets)
+                    for i in scored.indices { scored[i].graphScores = g[i].map(Double.init) }
+                }
                 var generated: [String?] = Array(repeating: nil, count: chunk.count)
                 if generate {
                     let tries = constrained
@@ -134,8 +148,8 @@ struct RecommendCommand: ParsableCommand {
                     generated = r.generate(encoded, level: level, constraints: tries).map { r.encoder.tokenizer.decode($0) }
                 }
                 for (i, q) in chunk.enumerated() {
-                    let probabilities = scored[i].probabilities(norm)
-                    var order = rankedCandidates(scored[i].scores(norm))
+                    let probabilities = scored[i].probabilities(norm, graphWeight: weight)
+                    var order = rankedCandidates(scored[i].scores(norm, graphWeight: weight))
                     if let text = generated[i] {
                         let titles = sets[i].map { dataset.items[$0].title }
                         if let c = scoreAnswer(text, candidateTitles: titles, truth: -1).chosen {

@@ -58,6 +58,8 @@ struct TrainCommand: ParsableCommand {
     var stage: String = "all"
     @Option(help: "Seed of everything random.")
     var seed: UInt64 = 42
+    @Option(help: "Weight of MBHT's scores in candidate ranking (0: the LLM alone; default: chosen on the validation split after training).")
+    var graphWeight: Double?
     @Flag(help: "Continue the interrupted run in --out from its last checkpoint.")
     var resume = false
     @Flag(help: "Drop invalid dataset rows instead of failing.")
@@ -78,6 +80,7 @@ struct TrainCommand: ParsableCommand {
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
         if let epochs, !(epochs > 0) { throw ValidationError("--epochs must be positive") }
         if graphEpochs < 1 { throw ValidationError("--graph-epochs must be at least 1") }
+        if let graphWeight, !(graphWeight >= 0 && graphWeight.isFinite) { throw ValidationError("--graph-weight must be a finite number ≥ 0") }
     }
 
     func run() throws {
@@ -125,6 +128,7 @@ struct TrainCommand: ParsableCommand {
             options.stage = Stage(rawValue: stage)!
             options.resume = resume
             options.skipInvalid = skipInvalid
+            options.graphWeight = graphWeight
             let interrupt = InterruptFlag()
             interrupt.install()
             progress.line("tmf train: data \(dataURL.path), model \(out), \(options.modalities.rawValue) modalities, \(totalSteps) steps")
@@ -148,6 +152,13 @@ struct TrainCommand: ParsableCommand {
                 case let .warning(message):
                     progress.finish()
                     printError("tmf: warning: \(message)")
+                case let .calibrating(done, total):
+                    progress.update("choosing the graph weight on validation", done, total)
+                case let .graphWeight(choice):
+                    progress.finish()
+                    progress.line(String(format: "graph weight %g (chosen on validation): ranking HitRate@1 %.4f MRR %.4f; "
+                                         + "LLM alone %.4f, MBHT alone %.4f", choice.weight, choice.chosen.hitRate1, choice.chosen.mrr,
+                                         choice.trials[0].metrics.hitRate1, choice.graphAlone.hitRate1))
                 case let .encoding(done, total):
                     progress.update("encoding items", done, total)
                 case let .graph(e):

@@ -1,5 +1,6 @@
 import Foundation
 import TMFData
+import TMFGraph
 import TMFTensor
 
 extension Recommender {
@@ -49,23 +50,39 @@ extension Recommender {
     }
 
     /// Ranks each example's candidate set by the LLM's answer log-likelihood (`scoreCandidates`)
-    /// at this model's hardest level, on the same seeded candidate sets and prompts as `evaluate`.
+    /// at this model's hardest level, on the same seeded candidate sets and prompts as `evaluate`,
+    /// optionally with MBHT's scores as a prior (`CandidateScores.scores(_:graphWeight:)`).
     ///
     /// - Parameters:
     ///   - normalization: how log-likelihoods become scores.
+    ///   - graph: MBHT, whose scores of each candidate set (history: the example's last
+    ///     `maxSequenceLength` events) are attached to the `CandidateScores`; needed when
+    ///     `graphWeight` > 0.
+    ///   - graphWeight: weight of MBHT's log-softmax in the ranking score (0: the LLM alone).
     ///   - answer: called once per example, in order, with its candidate set and their scores.
     ///   - progress: called with (done, total) after each batch; return false to stop early.
     public func rank(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int,
-                     normalization: LengthNormalization, batchSize: Int = 8,
+                     normalization: LengthNormalization, graph: MBHTModel? = nil, graphWeight: Double = 0,
+                     batchSize: Int = 8,
                      answer: ((Example, [Int], CandidateScores) throws -> Void)? = nil,
                      progress: ((Int, Int) -> Bool)? = nil) throws -> RankMetrics {
+        precondition(graphWeight == 0 || graph != nil, "a graph weight needs the graph model")
         var metrics = RankMetrics()
         try forEachPromptBatch(dataset: dataset, examples: examples, seed: seed, historyLength: historyLength,
                                batchSize: batchSize, progress: progress) { chunk, encoded, candidateSets in
-            let scored = scoreCandidates(encoded, answers: try candidateSets.map { try answerTokens($0, dataset: dataset) },
+            var scored = scoreCandidates(encoded, answers: try candidateSets.map { try answerTokens($0, dataset: dataset) },
                                          level: modalities.hardestLevel)
+            if let graph {
+                let histories = chunk.map { ex in
+                    dataset.history(of: ex, maxLength: graph.configuration.maxSequenceLength)
+                        .map { GraphEvent(item: $0.item, behavior: $0.behavior) }
+                }
+                let g = try graph.scores(histories: histories, candidates: candidateSets)
+                for i in scored.indices { scored[i].graphScores = g[i].map(Double.init) }
+            }
             for (i, ex) in chunk.enumerated() {
-                metrics.add(rank: rankOf(truth: candidateSets[i].firstIndex(of: ex.target)!, scores: scored[i].scores(normalization)))
+                metrics.add(rank: rankOf(truth: candidateSets[i].firstIndex(of: ex.target)!,
+                                         scores: scored[i].scores(normalization, graphWeight: graphWeight)))
                 try answer?(ex, candidateSets[i], scored[i])
             }
         }

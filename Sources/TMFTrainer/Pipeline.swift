@@ -42,6 +42,10 @@ public struct ModelSpec: Codable, Sendable, Equatable {
     public var normalization: LengthNormalization?
     /// Where the LLM came from: "given" (`--llm`), "bundled" or "pretrained" (the `[pretrain]` stage).
     public var llmSource: String?
+    /// Weight of MBHT's scores in candidate ranking (`GraphPrior`), chosen on validation at the
+    /// end of training or given with `--graph-weight`. nil (folders from before it, or training
+    /// not finished): 0, the LLM alone.
+    public var graphWeight: Double?
 
     public static let fileName = "tmf.json"
 
@@ -82,6 +86,10 @@ public enum PipelineEvent: Sendable {
     case training(TrainingEvent)
     /// Something the user must hear about (e.g. a language model that names no candidate).
     case warning(String)
+    /// The graph prior's weight was chosen on validation (`GraphPrior.choose`).
+    case graphWeight(GraphPrior.Choice)
+    /// Validation examples ranked so far while choosing the graph weight.
+    case calibrating(done: Int, total: Int)
 }
 
 /// Settings of one `tmf train` run.
@@ -96,6 +104,8 @@ public struct PipelineOptions: Sendable {
     public var pretrain: LanguageModelPlan?
     /// Where the LLM comes from, recorded in tmf.json ("given", "bundled", "pretrained").
     public var llmSource = "given"
+    /// The graph prior's weight in ranking; nil: chosen on validation after training (`GraphPrior`).
+    public var graphWeight: Double?
     public var modalities: Modalities = .full
     public var lora = try! LoRAConfiguration(rank: 8, alpha: 16, dropout: 0, targetModules: ["q_proj", "v_proj"])
     public var training = TrainingParameters()
@@ -373,12 +383,52 @@ public enum Pipeline {
             if case let .validation(_, m, _) = event { lastValidation = m }
             onEvent(.training(event))
         }
+        if completed {
+            if let w = options.graphWeight {
+                spec.graphWeight = w
+            } else {
+                guard let w = try chooseGraphWeight(folder: folder, onEvent: onEvent, shouldStop: shouldStop) else { return false }
+                spec.graphWeight = w
+            }
+            try spec.save(folder: folder)
+        }
         if completed, let m = lastValidation, m.validRatio < uselessValidRatio {
             onEvent(.warning(String(format: "the fine-tuned LLM names a candidate in only %.1f%% of validation answers (ValidRatio %.4f): "
                 + "its free-text answers are useless; rank the candidates instead (`tmf eval --rank`, `tmf recommend`), "
                 + "or give the LLM more pretraining (--pretrain-steps) or a stronger --llm", 100 * m.validRatio, m.validRatio)))
         }
         return completed
+    }
+}
+
+extension Pipeline {
+    /// Ranks the validation split with the trained model in `folder` (its best checkpoint) and
+    /// MBHT's scores, and picks the graph prior's weight (`GraphPrior.choose`): 0 when there are
+    /// no validation examples, nil when stopped by `shouldStop`.
+    static func chooseGraphWeight(folder: URL, onEvent: (PipelineEvent) -> Void, shouldStop: () -> Bool) throws -> Double? {
+        let trained = try TrainedModel.load(folder: folder)
+        let examples = SplitExamples(trained.dataset).valid
+        guard !examples.isEmpty else { return 0 }
+        let norm = trained.spec.normalization ?? defaultNormalization
+        var scored: [(truth: Int, scores: CandidateScores)] = []
+        var stopped = false
+        try withoutActuallyEscaping(onEvent) { onEvent in
+            try withoutActuallyEscaping(shouldStop) { shouldStop in
+                _ = try trained.recommender.rank(
+                    dataset: trained.dataset, examples: examples, seed: trained.spec.training.seed,
+                    historyLength: trained.spec.training.historyLength, normalization: norm, graph: trained.graph,
+                    answer: { ex, candidates, scores in scored.append((candidates.firstIndex(of: ex.target)!, scores)) },
+                    progress: { done, total in
+                        onEvent(.calibrating(done: done, total: total))
+                        stopped = shouldStop()
+                        return !stopped
+                    })
+            }
+        }
+        guard !stopped else { return nil }
+        let choice = GraphPrior.choose(scored, normalization: norm)
+        onEvent(.graphWeight(choice))
+        return choice.weight
     }
 }
 

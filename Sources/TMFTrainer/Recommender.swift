@@ -166,29 +166,50 @@ public enum LengthNormalization: String, Codable, Sendable, CaseIterable {
     case mean
 }
 
-/// The answer log-likelihoods of one prompt's candidates.
+/// The answer log-likelihoods of one prompt's candidates, and (when a graph prior is used) MBHT's
+/// scores of the same candidates.
 public struct CandidateScores: Sendable, Equatable {
     /// Per candidate: Σ log p(token | prompt, earlier answer tokens) over the title's tokens and EOS.
     public var logLikelihoods: [Double]
     /// Per candidate: the number of scored tokens (title tokens + 1).
     public var tokenCounts: [Int]
+    /// Per candidate: MBHT's score (its logit over items) given the user's history, or nil when
+    /// the ranking uses no graph prior.
+    public var graphScores: [Double]?
 
-    /// Ranking scores under `normalization` (higher is better).
-    public func scores(_ normalization: LengthNormalization) -> [Double] {
+    public init(logLikelihoods: [Double], tokenCounts: [Int], graphScores: [Double]? = nil) {
+        precondition(logLikelihoods.count == tokenCounts.count && (graphScores?.count ?? tokenCounts.count) == tokenCounts.count,
+                     "one score per candidate")
+        self.logLikelihoods = logLikelihoods; self.tokenCounts = tokenCounts; self.graphScores = graphScores
+    }
+
+    /// Ranking scores (higher is better): the LLM's answer log-likelihood under `normalization`,
+    /// plus `graphWeight` × MBHT's log-softmax over the candidates. A product of experts, p_LLM ·
+    /// p_MBHT^w: with w = 0 the LLM alone ranks; as w grows the LLM only breaks MBHT's near-ties.
+    /// - Precondition: `graphScores` is set when `graphWeight` > 0.
+    public func scores(_ normalization: LengthNormalization, graphWeight: Double = 0) -> [Double] {
+        let llm: [Double]
         switch normalization {
-        case .sum: return logLikelihoods
-        case .mean: return zip(logLikelihoods, tokenCounts).map { $0 / Double($1) }
+        case .sum: llm = logLikelihoods
+        case .mean: llm = zip(logLikelihoods, tokenCounts).map { $0 / Double($1) }
         }
+        guard graphWeight != 0 else { return llm }
+        guard let graph = graphScores else { preconditionFailure("a graph weight needs the candidates' graph scores") }
+        return zip(llm, logSoftmax(graph)).map { $0 + graphWeight * $1 }
     }
 
-    /// A softmax over the candidates of `scores(normalization)`: what `tmf recommend` prints.
-    public func probabilities(_ normalization: LengthNormalization) -> [Double] {
-        let s = scores(normalization)
-        let m = s.max() ?? 0
-        let e = s.map { Foundation.exp($0 - m) }
-        let total = e.reduce(0, +)
-        return e.map { $0 / total }
+    /// A softmax over the candidates of `scores(normalization, graphWeight:)`: what `tmf
+    /// recommend` prints.
+    public func probabilities(_ normalization: LengthNormalization, graphWeight: Double = 0) -> [Double] {
+        logSoftmax(scores(normalization, graphWeight: graphWeight)).map { Foundation.exp($0) }
     }
+}
+
+/// log softmax of a short list in Float64.
+func logSoftmax(_ s: [Double]) -> [Double] {
+    let m = s.max() ?? 0
+    let lse = m + Foundation.log(s.reduce(0) { $0 + Foundation.exp($1 - m) })
+    return s.map { $0 - lse }
 }
 
 extension Recommender {

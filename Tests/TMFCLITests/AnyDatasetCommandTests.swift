@@ -54,6 +54,8 @@ final class AnyDatasetCommandTests: XCTestCase {
                                 "--threads", "2"])
         XCTAssertEqual(train.status, 0, train.stderr)
         XCTAssertTrue(train.stderr.contains("[pretrain]") && train.stderr.contains("pretraining the dataset's own Llama"), train.stderr)
+        // The graph prior's weight is chosen on validation and reported with the figures it was chosen by.
+        XCTAssertTrue(train.stderr.contains(" (chosen on validation): ranking HitRate@1 ") && train.stderr.contains("MBHT alone"), train.stderr)
         for file in ["llm/config.json", "llm/model.safetensors", "llm/tokenizer.model", "llm/stage.json", "tmf.json"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: model.appendingPathComponent(file).path), file)
         }

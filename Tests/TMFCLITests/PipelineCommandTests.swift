@@ -9,6 +9,9 @@ import TMFTokenizer
 
 /// `tmf train`, `tmf eval`, `tmf recommend` and `--resume` through the built binary on a tiny
 /// synthetic shop, the tiny bundled CLIP and a tiny random Llama over the fixture tokenizer.
+/// `GraphPrior.weights` (the CLI tests do not import TMFTrainer).
+let graphPriorWeights: [Double] = [0, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16]
+
 final class PipelineCommandTests: XCTestCase {
     struct Setup {
         var shop: URL
@@ -113,6 +116,21 @@ final class PipelineCommandTests: XCTestCase {
         let picture = try RGBImage(contentsOfPNG: model.appendingPathComponent("training.png"))
         XCTAssertEqual([picture.width, picture.height], [1000, 700])
 
+        // The graph prior's weight, chosen on validation after training, is kept.
+        let spec = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("tmf.json"))) as? [String: Any])
+        let weight = try XCTUnwrap(spec["graphWeight"] as? Double)
+        XCTAssertTrue(graphPriorWeights.contains(weight), "\(weight)")
+        // --graph-weight 0 ranks by the LLM alone; bad weights are refused.
+        for w in ["0", "16"] {
+            let ranked = try runTMF(["eval", model.path, "--rank", "--graph-weight", w, "--limit", "4", "--quiet", "--threads", "1"])
+            XCTAssertEqual(ranked.status, 0, ranked.stderr)
+            XCTAssertTrue(ranked.stdout.contains("MRR: "), ranked.stdout)
+        }
+        assertFailure(try runTMF(["eval", model.path, "--rank", "--graph-weight=-1"]), argumentError: true, mentions: "--graph-weight")
+        assertFailure(try runTMF(["eval", model.path, "--graph-weight", "1"]), argumentError: true, mentions: "--rank")
+        assertFailure(try runTMF(["recommend", model.path, "--user", "nobody", "--graph-weight", "nan"]), argumentError: true,
+                      mentions: "--graph-weight")
+
         let eval = try runTMF(["eval", model.path, "--limit", "4", "--json", "--quiet", "--threads", "1"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
         let object = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
@@ -190,7 +208,9 @@ final class PipelineCommandTests: XCTestCase {
         // metrics line: the MBHT epoch comes first), then resumed, logs the same records as an
         // uninterrupted 5-step run: the epoch once, every step's loss, the final validation.
         let straight = s.root.appendingPathComponent("straight"), split = s.root.appendingPathComponent("split")
-        XCTAssertEqual(try runTMF(trainArguments(s, out: straight, steps: 5)).status, 0)
+        XCTAssertEqual(try runTMF(trainArguments(s, out: straight, steps: 5) + ["--graph-weight", "0.5"]).status, 0)
+        let straightSpec = try JSONSerialization.jsonObject(with: Data(contentsOf: straight.appendingPathComponent("tmf.json"))) as? [String: Any]
+        XCTAssertEqual(straightSpec?["graphWeight"] as? Double, 0.5, "a given --graph-weight is kept as is")
         let interrupted = try runInterrupted(trainArguments(s, out: split, steps: 5), afterLines: 4, metrics: split.appendingPathComponent("metrics.jsonl"))
         XCTAssertNotEqual(interrupted, 0, "an interrupted run exits non-zero")
         XCTAssertTrue(FileManager.default.fileExists(atPath: split.appendingPathComponent("checkpoint/state.json").path),
