@@ -15,7 +15,7 @@ mkdir -p "$work"
 start=$(date +%s)
 "$tmf" import recbole "$src" "$work/ml-100k"
 "$tmf" train "$work/ml-100k" --out "$work/model"
-for flags in "" "--rank" "--constrained" "--baseline mbht" "--baseline mbht --rank" "--baseline popular" \
+for flags in "" "--rank" "--rank --graph-weight 0" "--constrained" "--baseline mbht" "--baseline mbht --rank" "--baseline popular" \
              "--baseline popular --rank" "--baseline random" "--baseline random --rank"; do
   echo "== tmf eval $work/model $flags =="
   # shellcheck disable=SC2086
