@@ -70,6 +70,12 @@ final class SentencePieceProcessor: @unchecked Sendable {
 /// encoded and the token ids spliced in. How the pieces between are encoded follows transformers
 /// (see ``SpecialTokenSpacing``); the default, `.legacy`, equals the sentencepiece-based
 /// tokenizer in transformers (`legacy=True`) and Llama-2's own `tokenizer.json`.
+///
+/// **Added tokens** (`addedTokens`, transformers' `tokenizer.add_tokens`, kept in a folder's
+/// `added_tokens.json`) are ordinary vocabulary entries that sentencepiece does not know, e.g.
+/// every item title of a dataset as one token: matched and cut out like special tokens, with ids
+/// right after the base vocabulary (special tokens follow them), but decoded as their text even
+/// when special tokens are skipped.
 public final class SentencePieceTokenizer: Tokenizer {
     /// How text around added special tokens is encoded (the classic spacing subtlety).
     public enum SpecialTokenSpacing: Sendable, Equatable {
@@ -97,7 +103,7 @@ public final class SentencePieceTokenizer: Tokenizer {
     private let noPrefixProcessor: SentencePieceProcessor?
     private let pieces: [String]
     private let pieceFlags: [Int32]
-    private let addedTokens: [(utf8: [UInt8], id: Int)]  // longest first, for splitOnTokens
+    private let addedIndex: AddedTokenIndex  // added and special tokens, for splitOnTokens
     private let addedByID: [Int: String]
     private let addedByContent: [String: Int]
 
@@ -107,9 +113,11 @@ public final class SentencePieceTokenizer: Tokenizer {
     public let spacing: SpecialTokenSpacing
     /// Number of pieces in `tokenizer.model` (ids `0..<baseVocabularySize`).
     public let baseVocabularySize: Int
+    /// Added (non-special) tokens, in id order from `baseVocabularySize`.
+    public let addedTokens: [String]
     /// Added special tokens in the order given.
     public let specialTokens: [String]
-    /// Base pieces plus newly added special tokens.
+    /// Base pieces plus added tokens plus newly added special tokens.
     public let vocabularySize: Int
     /// The model's BOS id (Llama: 1).
     public let bosID: Int
@@ -130,13 +138,15 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// - Throws: ``TokenizerError/fileNotFound(path:)``, ``TokenizerError/unreadableFile(path:reason:)``,
     ///   ``TokenizerError/corruptModel(path:reason:)``, ``TokenizerError/missingSpecialToken(path:token:)``
     ///   (a model without BOS or EOS), ``TokenizerError/invalidSpecialToken(token:reason:)``.
-    public convenience init(modelURL: URL, specialTokens: [String] = [], spacing: SpecialTokenSpacing = .legacy) throws {
-        try self.init(modelData: readTokenizerFile(modelURL), modelURL: modelURL,
+    public convenience init(modelURL: URL, addedTokens: [String] = [], specialTokens: [String] = [],
+                            spacing: SpecialTokenSpacing = .legacy) throws {
+        try self.init(modelData: readTokenizerFile(modelURL), modelURL: modelURL, addedTokens: addedTokens,
                       specialTokens: specialTokens, spacing: spacing)
     }
 
     /// Loads a model from the bytes of a `tokenizer.model`; `modelURL` names it in errors.
-    init(modelData bytes: Data, modelURL: URL, specialTokens: [String], spacing: SpecialTokenSpacing) throws {
+    init(modelData bytes: Data, modelURL: URL, addedTokens: [String] = [], specialTokens: [String],
+         spacing: SpecialTokenSpacing) throws {
         if bytes.isEmpty {
             throw TokenizerError.corruptModel(path: modelURL.path, reason: "the file is empty")
         }
@@ -183,6 +193,16 @@ public final class SentencePieceTokenizer: Tokenizer {
         var byContent = [String: Int]()
         var byID = [Int: String]()
         var next = n
+        for token in addedTokens {
+            guard !token.isEmpty else { throw TokenizerError.invalidSpecialToken(token: token, reason: "an added token is empty") }
+            guard byContent[token] == nil else {
+                throw TokenizerError.invalidSpecialToken(token: token, reason: "it is added twice")
+            }
+            byContent[token] = next
+            byID[next] = token
+            next += 1
+        }
+        self.addedTokens = addedTokens
         for token in specialTokens {
             guard !token.isEmpty else {
                 throw TokenizerError.invalidSpecialToken(token: token, reason: "it is empty")
@@ -199,18 +219,48 @@ public final class SentencePieceTokenizer: Tokenizer {
         self.specialTokens = specialTokens
         addedByContent = byContent
         addedByID = byID
-        addedTokens = byContent.map { (Array($0.key.utf8), $0.value) }
-            .sorted { $0.utf8.count != $1.utf8.count ? $0.utf8.count > $1.utf8.count : $0.id < $1.id }
+        addedIndex = AddedTokenIndex(byContent.map { (Array($0.key.utf8), $0.value) })
         vocabularySize = next
 
         let pad = Int(tmf_sp_pad_id(processor.handle))
         padID = (pad >= 0 && pad < n) ? pad : byContent["[PAD]"]
     }
 
-    /// Loads `tokenizer.model` from a Llama checkpoint folder. See ``init(modelURL:specialTokens:spacing:)``.
+    /// Loads `tokenizer.model` from a Llama checkpoint folder, with the added tokens of its
+    /// `added_tokens.json` when it has one. See ``init(modelURL:addedTokens:specialTokens:spacing:)``.
+    /// - Throws: also ``TokenizerError/corruptModel(path:reason:)`` for an `added_tokens.json`
+    ///   that is not a JSON object of token → id with ids right after the base vocabulary.
     public convenience init(directory: URL, specialTokens: [String] = [], spacing: SpecialTokenSpacing = .legacy) throws {
-        try self.init(modelURL: directory.appendingPathComponent("tokenizer.model"),
-                      specialTokens: specialTokens, spacing: spacing)
+        let modelURL = directory.appendingPathComponent("tokenizer.model")
+        let bytes = try readTokenizerFile(modelURL)
+        let addedURL = directory.appendingPathComponent(Self.addedTokensFile)
+        var added: [String] = []
+        if FileManager.default.fileExists(atPath: addedURL.path) {
+            let data = try readTokenizerFile(addedURL)
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let ids = object as? [String: Int] else {
+                throw TokenizerError.corruptModel(path: addedURL.path, reason: "it is not a JSON object of token to integer id")
+            }
+            added = ids.sorted { $0.value < $1.value }.map(\.key)
+            let processor = try SentencePieceProcessor(bytes: bytes, path: modelURL.path)
+            let base = processor.pieceSize
+            for (k, token) in added.enumerated() where ids[token] != base + k {
+                throw TokenizerError.corruptModel(path: addedURL.path,
+                                                  reason: "added token ids must run from \(base) (the model's piece count) without gaps; '\(token)' has \(ids[token]!)")
+            }
+        }
+        try self.init(modelData: bytes, modelURL: modelURL, addedTokens: added, specialTokens: specialTokens, spacing: spacing)
+    }
+
+    /// The file of a Llama folder that lists added tokens (transformers' name).
+    public static let addedTokensFile = "added_tokens.json"
+
+    /// `added_tokens.json`'s bytes for this tokenizer's added tokens (sorted keys), or nil when
+    /// it has none.
+    public func addedTokensJSON() throws -> Data? {
+        guard !addedTokens.isEmpty else { return nil }
+        let ids = Dictionary(uniqueKeysWithValues: addedTokens.enumerated().map { ($1, baseVocabularySize + $0) })
+        return try JSONSerialization.data(withJSONObject: ids, options: [.sortedKeys, .withoutEscapingSlashes])
     }
 
     private static func basePieceID(_ piece: String, processor: SentencePieceProcessor, pieces: [String]) -> Int? {
@@ -255,8 +305,8 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// Cuts text at added special tokens (leftmost, then longest match).
     private func split(_ text: String) -> [TextSegment] {
-        if addedTokens.isEmpty { return text.isEmpty ? [] : [.text(text, atStart: true)] }
-        return splitOnTokens(text, tokens: addedTokens)
+        if addedIndex.isEmpty { return text.isEmpty ? [] : [.text(text, atStart: true)] }
+        return splitOnTokens(text, index: addedIndex)
     }
 
     /// Decodes ids.
@@ -292,7 +342,7 @@ public final class SentencePieceTokenizer: Tokenizer {
             } else if let token = addedByID[id] {
                 flush()
                 runIsFirst = false
-                if !skipSpecialTokens { out += token }
+                if !skipSpecialTokens || id < baseVocabularySize + addedTokens.count { out += token }
             }
         }
         flush()
@@ -319,6 +369,7 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// Whether `id` is a control piece of the model (`<s>`, `</s>`) or an added special token.
     public func isSpecial(_ id: Int) -> Bool {
         if id >= 0 && id < baseVocabularySize { return pieceFlags[id] & 2 != 0 }
+        if id < baseVocabularySize + addedTokens.count { return false }
         return addedByID[id] != nil
     }
 }

@@ -131,10 +131,45 @@ enum TextSegment {
     case special(Int)
 }
 
-/// Cuts `text` at occurrences of `tokens` (UTF-8 bytes, longest first): at each position the
-/// first (so longest) token that matches wins, like transformers' trie and tokenizers' added
-/// vocabulary. Matching bytes cannot split a character: a token starts with a UTF-8 lead byte.
+/// Added tokens indexed by their first byte: per first byte, the token lengths present (longest
+/// first) and a table from bytes to id, so a position costs one look-up per distinct length
+/// whatever the number of tokens (`splitOnTokens`).
+struct AddedTokenIndex {
+    private(set) var lengths: [[Int]] = Array(repeating: [], count: 256)
+    private(set) var ids: [[[UInt8]: Int]] = Array(repeating: [:], count: 256)
+    private(set) var isEmpty = true
+
+    /// - Parameter tokens: (UTF-8 bytes, id); empty tokens are ignored; of equal byte strings the
+    ///   smaller id wins.
+    init(_ tokens: [(utf8: [UInt8], id: Int)]) {
+        for t in tokens where !t.utf8.isEmpty {
+            let b = Int(t.utf8[0])
+            if let old = ids[b][t.utf8], old < t.id { continue }
+            ids[b][t.utf8] = t.id
+            isEmpty = false
+        }
+        for b in 0..<256 { lengths[b] = Set(ids[b].keys.map(\.count)).sorted(by: >) }
+    }
+
+    /// The id and length of the longest token starting at `i`.
+    func match(_ bytes: [UInt8], at i: Int) -> (id: Int, length: Int)? {
+        let b = Int(bytes[i])
+        for n in lengths[b] where n <= bytes.count - i {
+            if let id = ids[b][Array(bytes[i..<(i + n)])] { return (id, n) }
+        }
+        return nil
+    }
+}
+
+/// Cuts `text` at occurrences of `tokens`: at each position the longest token that matches
+/// wins (ties: the smaller id), like transformers' trie and tokenizers' added vocabulary.
+/// Matching bytes cannot split a character: a token starts with a UTF-8 lead byte.
 func splitOnTokens(_ text: String, tokens: [(utf8: [UInt8], id: Int)]) -> [TextSegment] {
+    splitOnTokens(text, index: AddedTokenIndex(tokens))
+}
+
+/// `splitOnTokens(_:tokens:)` with a prebuilt index (thousands of added tokens stay fast).
+func splitOnTokens(_ text: String, index: AddedTokenIndex) -> [TextSegment] {
     let bytes = Array(text.utf8)
     var segments = [TextSegment]()
     var start = 0
@@ -144,17 +179,15 @@ func splitOnTokens(_ text: String, tokens: [(utf8: [UInt8], id: Int)]) -> [TextS
             segments.append(.text(String(decoding: bytes[start..<end], as: UTF8.self), atStart: start == 0))
         }
     }
-    outer: while i < bytes.count {
-        for (tok, id) in tokens where !tok.isEmpty && tok.count <= bytes.count - i {
-            if bytes[i] == tok[0] && bytes[i..<(i + tok.count)].elementsEqual(tok) {
-                flush(i)
-                segments.append(.special(id))
-                i += tok.count
-                start = i
-                continue outer
-            }
+    while i < bytes.count {
+        if let (id, n) = index.match(bytes, at: i) {
+            flush(i)
+            segments.append(.special(id))
+            i += n
+            start = i
+        } else {
+            i += 1
         }
-        i += 1
     }
     flush(bytes.count)
     return segments
