@@ -254,6 +254,16 @@ static inline void tile_rows(const fwd_ctx *c, size_t o, size_t end, const uint1
     for (int q = 0; q < 4; q++) w[q] = c->w + min_sz(o + (size_t)q, end - 1) * c->in;
 }
 
+// The input gradient's SIMD paths walk a strip of W (columns k … k + width) down all `out`
+// rows, once per tile of dy rows. Rows of W are `in` apart, so each step would touch another
+// page; with more than one tile the strip is first copied into a contiguous buffer (out ×
+// width halves), which later tiles then read from cache. NULL (no copy) if memory is short.
+static uint16_t *strip_alloc(size_t out, size_t width) { return alloc64(out * width * sizeof(uint16_t)); }
+
+static void strip_copy(uint16_t *strip, const bwd_ctx *c, size_t k, size_t width) {
+    for (size_t o = 0; o < c->out; o++) memcpy(strip + o * width, c->w + o * c->in + k, width * sizeof(uint16_t));
+}
+
 // ---- portable C ----
 
 // Eight running sums (lane = k mod 8) per output, added pairwise at the end.
@@ -421,16 +431,16 @@ HM_INLINE HM_T512 void store32(float *dst, __m512 v0, __m512 v1, int masked, __m
     _mm512_mask_storeu_ps(dst + 16, m1, v1);
 }
 
-// dx[i + r, k … k + 32) for r < R: a running fused multiply-add over W's rows.
+// dx[i + r, k … k + 32) for r < R: a running fused multiply-add over W's rows. wp points at
+// W[0, k], successive rows `stride` apart (in W itself, or in a packed strip).
 HM_INLINE HM_T512 void input_grad512_tile(int format, int R, int masked, const bwd_ctx *c, size_t i, size_t k,
-                                          size_t ncols) {
+                                          size_t ncols, const uint16_t *wp, size_t stride) {
     __m512 a[8], b[8];
     for (int r = 0; r < R; r++) a[r] = b[r] = _mm512_setzero_ps();
     __mmask32 mask = masked ? (__mmask32)((1u << ncols) - 1) : (__mmask32)0xFFFFFFFFu;
     size_t out = c->out;
-    const uint16_t *wp = c->w + k;
     const float *d = c->dy + i * out;
-    for (size_t o = 0; o < out; o++, wp += c->in) {
+    for (size_t o = 0; o < out; o++, wp += stride) {
         __m512 lo, hi;
         widen32(format, load32(wp, masked, mask), &lo, &hi);
         for (int r = 0; r < R; r++) {
@@ -447,25 +457,30 @@ HM_INLINE HM_T512 void input_grad512_tile(int format, int R, int masked, const b
 }
 
 HM_INLINE HM_T512 void input_grad512_run(int format, const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
+    uint16_t *strip = i1 - i0 > 8 ? strip_alloc(c->out, 32) : NULL;
     for (size_t k = k0; k < k1; k += 32) {
         size_t nc = min_sz(32, k1 - k);
         if (nc < 32) {
-            for (size_t i = i0; i < i1; i++) input_grad512_tile(format, 1, 1, c, i, k, nc);
+            for (size_t i = i0; i < i1; i++) input_grad512_tile(format, 1, 1, c, i, k, nc, c->w + k, c->in);
             continue;
         }
+        const uint16_t *wp = c->w + k;
+        size_t stride = c->in;
+        if (strip) { strip_copy(strip, c, k, 32); wp = strip; stride = 32; }
         for (size_t i = i0; i < i1; i += 8) {
             switch (min_sz(8, i1 - i)) {
-            case 1: input_grad512_tile(format, 1, 0, c, i, k, 32); break;
-            case 2: input_grad512_tile(format, 2, 0, c, i, k, 32); break;
-            case 3: input_grad512_tile(format, 3, 0, c, i, k, 32); break;
-            case 4: input_grad512_tile(format, 4, 0, c, i, k, 32); break;
-            case 5: input_grad512_tile(format, 5, 0, c, i, k, 32); break;
-            case 6: input_grad512_tile(format, 6, 0, c, i, k, 32); break;
-            case 7: input_grad512_tile(format, 7, 0, c, i, k, 32); break;
-            default: input_grad512_tile(format, 8, 0, c, i, k, 32); break;
+            case 1: input_grad512_tile(format, 1, 0, c, i, k, 32, wp, stride); break;
+            case 2: input_grad512_tile(format, 2, 0, c, i, k, 32, wp, stride); break;
+            case 3: input_grad512_tile(format, 3, 0, c, i, k, 32, wp, stride); break;
+            case 4: input_grad512_tile(format, 4, 0, c, i, k, 32, wp, stride); break;
+            case 5: input_grad512_tile(format, 5, 0, c, i, k, 32, wp, stride); break;
+            case 6: input_grad512_tile(format, 6, 0, c, i, k, 32, wp, stride); break;
+            case 7: input_grad512_tile(format, 7, 0, c, i, k, 32, wp, stride); break;
+            default: input_grad512_tile(format, 8, 0, c, i, k, 32, wp, stride); break;
             }
         }
     }
+    free(strip);
 }
 
 HM_T512 static void input_grad_avx512(const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
@@ -543,16 +558,15 @@ HM_T512BF16 static void forward_bf16dot_emulated(const fwd_ctx *c, size_t i0, si
 // (dy[i, 2p], dy[i, 2p + 1]). Lanes of `lo` hold columns 8L + 0…3 of each 128-bit lane L, lanes
 // of `hi` columns 8L + 4…7.
 HM_INLINE HM_T512BF16 void input_grad_bf16_tile(int emulate, int R, int masked, const bwd_ctx *c, size_t i, size_t k,
-                                                size_t ncols) {
+                                                size_t ncols, const uint16_t *wp, size_t stride) {
     __m512 a[8], b[8];
     for (int r = 0; r < R; r++) a[r] = b[r] = _mm512_setzero_ps();
     __mmask32 mask = masked ? (__mmask32)((1u << ncols) - 1) : (__mmask32)0xFFFFFFFFu;
     size_t in = c->in, pairs = (c->out + 1) / 2;
     const uint32_t *d = c->dyp + i * pairs;
-    const uint16_t *wp = c->w + k;
-    for (size_t p = 0; p < pairs; p++, wp += 2 * in) {
+    for (size_t p = 0; p < pairs; p++, wp += 2 * stride) {
         __m512i w0 = masked ? _mm512_maskz_loadu_epi16(mask, wp) : _mm512_loadu_si512(wp), w1 = _mm512_setzero_si512();
-        if (2 * p + 1 < c->out) w1 = masked ? _mm512_maskz_loadu_epi16(mask, wp + in) : _mm512_loadu_si512(wp + in);
+        if (2 * p + 1 < c->out) w1 = masked ? _mm512_maskz_loadu_epi16(mask, wp + stride) : _mm512_loadu_si512(wp + stride);
         __m512i lo = _mm512_unpacklo_epi16(w0, w1), hi = _mm512_unpackhi_epi16(w0, w1);
         for (int r = 0; r < R; r++) {
             __m512i dv = _mm512_set1_epi32((int)d[(size_t)r * pairs + p]);
@@ -569,25 +583,30 @@ HM_INLINE HM_T512BF16 void input_grad_bf16_tile(int emulate, int R, int masked, 
 }
 
 HM_INLINE HM_T512BF16 void input_grad_bf16_run(int emulate, const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
+    uint16_t *strip = i1 - i0 > 8 ? strip_alloc(c->out, 32) : NULL;
     for (size_t k = k0; k < k1; k += 32) {
         size_t nc = min_sz(32, k1 - k);
         if (nc < 32) {
-            for (size_t i = i0; i < i1; i++) input_grad_bf16_tile(emulate, 1, 1, c, i, k, nc);
+            for (size_t i = i0; i < i1; i++) input_grad_bf16_tile(emulate, 1, 1, c, i, k, nc, c->w + k, c->in);
             continue;
         }
+        const uint16_t *wp = c->w + k;
+        size_t stride = c->in;
+        if (strip) { strip_copy(strip, c, k, 32); wp = strip; stride = 32; }
         for (size_t i = i0; i < i1; i += 8) {
             switch (min_sz(8, i1 - i)) {
-            case 1: input_grad_bf16_tile(emulate, 1, 0, c, i, k, 32); break;
-            case 2: input_grad_bf16_tile(emulate, 2, 0, c, i, k, 32); break;
-            case 3: input_grad_bf16_tile(emulate, 3, 0, c, i, k, 32); break;
-            case 4: input_grad_bf16_tile(emulate, 4, 0, c, i, k, 32); break;
-            case 5: input_grad_bf16_tile(emulate, 5, 0, c, i, k, 32); break;
-            case 6: input_grad_bf16_tile(emulate, 6, 0, c, i, k, 32); break;
-            case 7: input_grad_bf16_tile(emulate, 7, 0, c, i, k, 32); break;
-            default: input_grad_bf16_tile(emulate, 8, 0, c, i, k, 32); break;
+            case 1: input_grad_bf16_tile(emulate, 1, 0, c, i, k, 32, wp, stride); break;
+            case 2: input_grad_bf16_tile(emulate, 2, 0, c, i, k, 32, wp, stride); break;
+            case 3: input_grad_bf16_tile(emulate, 3, 0, c, i, k, 32, wp, stride); break;
+            case 4: input_grad_bf16_tile(emulate, 4, 0, c, i, k, 32, wp, stride); break;
+            case 5: input_grad_bf16_tile(emulate, 5, 0, c, i, k, 32, wp, stride); break;
+            case 6: input_grad_bf16_tile(emulate, 6, 0, c, i, k, 32, wp, stride); break;
+            case 7: input_grad_bf16_tile(emulate, 7, 0, c, i, k, 32, wp, stride); break;
+            default: input_grad_bf16_tile(emulate, 8, 0, c, i, k, 32, wp, stride); break;
             }
         }
     }
+    free(strip);
 }
 
 HM_T512BF16 static void input_grad_bf16dot(const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
@@ -680,13 +699,13 @@ HM_T256 static void forward_avx2(const fwd_ctx *c, size_t i0, size_t i1, size_t 
 }
 
 // dx[i + r, k … k + 16) for r < R, as input_grad512_tile.
-HM_INLINE HM_T256 void input_grad256_tile(int format, int R, const bwd_ctx *c, size_t i, size_t k) {
+HM_INLINE HM_T256 void input_grad256_tile(int format, int R, const bwd_ctx *c, size_t i, size_t k, const uint16_t *wp,
+                                          size_t stride) {
     __m256 a[6], b[6];
     for (int r = 0; r < R; r++) a[r] = b[r] = _mm256_setzero_ps();
     size_t out = c->out;
-    const uint16_t *wp = c->w + k;
     const float *d = c->dy + i * out;
-    for (size_t o = 0; o < out; o++, wp += c->in) {
+    for (size_t o = 0; o < out; o++, wp += stride) {
         __m256 lo, hi;
         widen16(format, _mm256_loadu_si256((const __m256i *)wp), &lo, &hi);
         for (int r = 0; r < R; r++) {
@@ -724,23 +743,28 @@ HM_INLINE HM_T256 void input_grad256_tail(int format, const bwd_ctx *c, size_t i
 }
 
 HM_INLINE HM_T256 void input_grad256_run(int format, const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
+    uint16_t *strip = i1 - i0 > 6 ? strip_alloc(c->out, 16) : NULL;
     for (size_t k = k0; k < k1; k += 16) {
         size_t nc = min_sz(16, k1 - k);
         if (nc < 16) {
             for (size_t i = i0; i < i1; i++) input_grad256_tail(format, c, i, k, nc);
             continue;
         }
+        const uint16_t *wp = c->w + k;
+        size_t stride = c->in;
+        if (strip) { strip_copy(strip, c, k, 16); wp = strip; stride = 16; }
         for (size_t i = i0; i < i1; i += 6) {
             switch (min_sz(6, i1 - i)) {
-            case 1: input_grad256_tile(format, 1, c, i, k); break;
-            case 2: input_grad256_tile(format, 2, c, i, k); break;
-            case 3: input_grad256_tile(format, 3, c, i, k); break;
-            case 4: input_grad256_tile(format, 4, c, i, k); break;
-            case 5: input_grad256_tile(format, 5, c, i, k); break;
-            default: input_grad256_tile(format, 6, c, i, k); break;
+            case 1: input_grad256_tile(format, 1, c, i, k, wp, stride); break;
+            case 2: input_grad256_tile(format, 2, c, i, k, wp, stride); break;
+            case 3: input_grad256_tile(format, 3, c, i, k, wp, stride); break;
+            case 4: input_grad256_tile(format, 4, c, i, k, wp, stride); break;
+            case 5: input_grad256_tile(format, 5, c, i, k, wp, stride); break;
+            default: input_grad256_tile(format, 6, c, i, k, wp, stride); break;
             }
         }
     }
+    free(strip);
 }
 
 HM_T256 static void input_grad_avx2(const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
