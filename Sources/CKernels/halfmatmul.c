@@ -234,10 +234,22 @@ int tmf_half_planned_parts(int backward, size_t m, size_t in, size_t out) {
     return parts < 1 ? 1 : (int)parts;
 }
 
-static size_t w_block_rows(size_t in) {
-    size_t rows = HM_W_BLOCK_BYTES / (2 * (in ? in : 1));
+// The forward's k block: with several tiles of x rows, each passes over a block of W rows
+// HM_KC columns at a time, so that its columns of x stay in L1 while every W tile of the block
+// meets them; the tiles' vector sums wait in memory between k blocks (stored as they are, so
+// the result is the same as without blocks). A single tile (decoding) reads whole rows.
+#define HM_KC ((size_t)1024)
+#define HM_NB_MAX ((size_t)128)
+
+static size_t forward_kc(size_t rows, size_t tile_rows, size_t in) {
+    return rows > tile_rows && in > HM_KC ? HM_KC : (in ? in : 1);
+}
+
+// W rows per forward block: the block's k block (about HM_W_BLOCK_BYTES) stays in L2.
+static size_t w_block_rows(size_t kc) {
+    size_t rows = HM_W_BLOCK_BYTES / (2 * kc);
     rows -= rows % 4;
-    return rows < 4 ? 4 : rows;
+    return rows < 4 ? 4 : (rows > HM_NB_MAX ? HM_NB_MAX : rows);
 }
 
 // Writes a tile of forward sums s[r][q] to y[i + r, o + q].
@@ -370,38 +382,49 @@ HM_INLINE HM_T512 void forward512_step(int format, int R, const uint16_t *const 
     }
 }
 
-// s[r][q] = Σₖ x[r, k] · W[q, k] for rows r < R of packed x and four rows of W.
+// Columns [k0, k1) of rows r < R of packed x against four rows of W, continuing the vector sums
+// in `saved` (starting from zero when `first`); when `last`, s[r][q] = Σₖ x[r, k] · W[q, k].
 HM_INLINE HM_T512 void forward512_tile(int format, int R, const uint16_t *const w[4], const float *xp, size_t kp,
-                                       size_t in, float s[4][4]) {
+                                       size_t k0, size_t k1, int first, int last, __m512 saved[16], float s[4][4]) {
     __m512 acc[4][4];
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
-    size_t off = 0;
-    for (; off + 32 <= in; off += 32) forward512_step(format, R, w, off, 0, 0, xp, kp, acc);
-    if (off < in) forward512_step(format, R, w, off, 1, (__mmask32)((1u << (in - off)) - 1), xp, kp, acc);
+        for (int q = 0; q < 4; q++) acc[r][q] = first ? _mm512_setzero_ps() : saved[r * 4 + q];
+    size_t off = k0;
+    for (; off + 32 <= k1; off += 32) forward512_step(format, R, w, off, 0, 0, xp, kp, acc);
+    if (off < k1) forward512_step(format, R, w, off, 1, (__mmask32)((1u << (k1 - off)) - 1), xp, kp, acc);
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) s[r][q] = _mm512_reduce_add_ps(acc[r][q]);
+        for (int q = 0; q < 4; q++) {
+            if (last) s[r][q] = _mm512_reduce_add_ps(acc[r][q]);
+            else saved[r * 4 + q] = acc[r][q];
+        }
 }
 
 HM_INLINE HM_T512 void forward512_run(int format, const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {
-    size_t nb = w_block_rows(c->in);
+    size_t in = c->in, kc = forward_kc(i1 - i0, 4, in), nb = w_block_rows(kc);
+    __m512 saved[HM_NB_MAX / 4][16];
     for (size_t ob = o0; ob < o1; ob += nb) {
         size_t oe = min_sz(ob + nb, o1);
         for (size_t i = i0; i < i1; i += 4) {
             int R = (int)min_sz(4, i1 - i);
             const float *xp = (const float *)c->xp + i * c->kp;
-            for (size_t o = ob; o < oe; o += 4) {
-                const uint16_t *w[4];
-                float s[4][4];
-                tile_rows(c, o, oe, w);
-                switch (R) {
-                case 1: forward512_tile(format, 1, w, xp, c->kp, c->in, s); break;
-                case 2: forward512_tile(format, 2, w, xp, c->kp, c->in, s); break;
-                case 3: forward512_tile(format, 3, w, xp, c->kp, c->in, s); break;
-                default: forward512_tile(format, 4, w, xp, c->kp, c->in, s); break;
+            size_t k0 = 0;
+            do {
+                size_t k1 = min_sz(k0 + kc, in);
+                int first = k0 == 0, last = k1 == in;
+                for (size_t o = ob, t = 0; o < oe; o += 4, t++) {
+                    const uint16_t *w[4];
+                    float s[4][4];
+                    tile_rows(c, o, oe, w);
+                    switch (R) {
+                    case 1: forward512_tile(format, 1, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
+                    case 2: forward512_tile(format, 2, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
+                    case 3: forward512_tile(format, 3, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
+                    default: forward512_tile(format, 4, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
+                    }
+                    if (last) store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);
                 }
-                store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);
-            }
+                k0 = k1;
+            } while (k0 < in);
         }
     }
 }
@@ -510,37 +533,49 @@ HM_INLINE HM_T512BF16 void forward_bf16_step(int emulate, int R, const uint16_t 
     }
 }
 
+// As forward512_tile.
 HM_INLINE HM_T512BF16 void forward_bf16_tile(int emulate, int R, const uint16_t *const w[4], const uint16_t *xp,
-                                             size_t kp, size_t in, float s[4][4]) {
+                                             size_t kp, size_t k0, size_t k1, int first, int last, __m512 saved[16],
+                                             float s[4][4]) {
     __m512 acc[4][4];
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
-    size_t off = 0;
-    for (; off + 32 <= in; off += 32) forward_bf16_step(emulate, R, w, off, 0, 0, xp, kp, acc);
-    if (off < in) forward_bf16_step(emulate, R, w, off, 1, (__mmask32)((1u << (in - off)) - 1), xp, kp, acc);
+        for (int q = 0; q < 4; q++) acc[r][q] = first ? _mm512_setzero_ps() : saved[r * 4 + q];
+    size_t off = k0;
+    for (; off + 32 <= k1; off += 32) forward_bf16_step(emulate, R, w, off, 0, 0, xp, kp, acc);
+    if (off < k1) forward_bf16_step(emulate, R, w, off, 1, (__mmask32)((1u << (k1 - off)) - 1), xp, kp, acc);
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) s[r][q] = _mm512_reduce_add_ps(acc[r][q]);
+        for (int q = 0; q < 4; q++) {
+            if (last) s[r][q] = _mm512_reduce_add_ps(acc[r][q]);
+            else saved[r * 4 + q] = acc[r][q];
+        }
 }
 
 HM_INLINE HM_T512BF16 void forward_bf16_run(int emulate, const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {
-    size_t nb = w_block_rows(c->in);
+    size_t in = c->in, kc = forward_kc(i1 - i0, 4, in), nb = w_block_rows(kc);
+    __m512 saved[HM_NB_MAX / 4][16];
     for (size_t ob = o0; ob < o1; ob += nb) {
         size_t oe = min_sz(ob + nb, o1);
         for (size_t i = i0; i < i1; i += 4) {
             int R = (int)min_sz(4, i1 - i);
             const uint16_t *xp = (const uint16_t *)c->xp + i * c->kp;
-            for (size_t o = ob; o < oe; o += 4) {
-                const uint16_t *w[4];
-                float s[4][4];
-                tile_rows(c, o, oe, w);
-                switch (R) {
-                case 1: forward_bf16_tile(emulate, 1, w, xp, c->kp, c->in, s); break;
-                case 2: forward_bf16_tile(emulate, 2, w, xp, c->kp, c->in, s); break;
-                case 3: forward_bf16_tile(emulate, 3, w, xp, c->kp, c->in, s); break;
-                default: forward_bf16_tile(emulate, 4, w, xp, c->kp, c->in, s); break;
+            size_t k0 = 0;
+            do {
+                size_t k1 = min_sz(k0 + kc, in);
+                int first = k0 == 0, last = k1 == in;
+                for (size_t o = ob, t = 0; o < oe; o += 4, t++) {
+                    const uint16_t *w[4];
+                    float s[4][4];
+                    tile_rows(c, o, oe, w);
+                    switch (R) {
+                    case 1: forward_bf16_tile(emulate, 1, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
+                    case 2: forward_bf16_tile(emulate, 2, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
+                    case 3: forward_bf16_tile(emulate, 3, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
+                    default: forward_bf16_tile(emulate, 4, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
+                    }
+                    if (last) store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);
                 }
-                store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);
-            }
+                k0 = k1;
+            } while (k0 < in);
         }
     }
 }
@@ -662,33 +697,44 @@ HM_INLINE HM_T256 void forward256_step(int format, int R, const uint16_t *const 
     }
 }
 
+// As forward512_tile, for two rows of x at most.
 HM_INLINE HM_T256 void forward256_tile(int format, int R, const uint16_t *const w[4], const float *xp, size_t kp,
-                                       size_t in, float s[4][4]) {
+                                       size_t k0, size_t k1, int first, int last, __m256 saved[8], float s[4][4]) {
     __m256 acc[2][4];
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = _mm256_setzero_ps();
-    size_t off = 0;
-    for (; off + 16 <= in; off += 16) forward256_step(format, R, w, off, 16, xp, kp, acc);
-    if (off < in) forward256_step(format, R, w, off, in - off, xp, kp, acc);
+        for (int q = 0; q < 4; q++) acc[r][q] = first ? _mm256_setzero_ps() : saved[r * 4 + q];
+    size_t off = k0;
+    for (; off + 16 <= k1; off += 16) forward256_step(format, R, w, off, 16, xp, kp, acc);
+    if (off < k1) forward256_step(format, R, w, off, k1 - off, xp, kp, acc);
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) s[r][q] = hsum8(acc[r][q]);
+        for (int q = 0; q < 4; q++) {
+            if (last) s[r][q] = hsum8(acc[r][q]);
+            else saved[r * 4 + q] = acc[r][q];
+        }
 }
 
 HM_INLINE HM_T256 void forward256_run(int format, const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {
-    size_t nb = w_block_rows(c->in);
+    size_t in = c->in, kc = forward_kc(i1 - i0, 2, in), nb = w_block_rows(kc);
+    __m256 saved[HM_NB_MAX / 4][8];
     for (size_t ob = o0; ob < o1; ob += nb) {
         size_t oe = min_sz(ob + nb, o1);
         for (size_t i = i0; i < i1; i += 2) {
             int R = (int)min_sz(2, i1 - i);
             const float *xp = (const float *)c->xp + i * c->kp;
-            for (size_t o = ob; o < oe; o += 4) {
-                const uint16_t *w[4];
-                float s[4][4];
-                tile_rows(c, o, oe, w);
-                if (R == 1) forward256_tile(format, 1, w, xp, c->kp, c->in, s);
-                else forward256_tile(format, 2, w, xp, c->kp, c->in, s);
-                store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);
-            }
+            size_t k0 = 0;
+            do {
+                size_t k1 = min_sz(k0 + kc, in);
+                int first = k0 == 0, last = k1 == in;
+                for (size_t o = ob, t = 0; o < oe; o += 4, t++) {
+                    const uint16_t *w[4];
+                    float s[4][4];
+                    tile_rows(c, o, oe, w);
+                    if (R == 1) forward256_tile(format, 1, w, xp, c->kp, k0, k1, first, last, saved[t], s);
+                    else forward256_tile(format, 2, w, xp, c->kp, k0, k1, first, last, saved[t], s);
+                    if (last) store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);
+                }
+                k0 = k1;
+            } while (k0 < in);
         }
     }
 }

@@ -117,38 +117,42 @@ final class HalfKernelTests: XCTestCase {
         }
     }
 
-    /// Awkward shapes (m ∈ {1, 3, 17, 64}; in, out not multiples of 8 or 16) against Float64.
+    /// Awkward shapes (m ∈ {1, 3, 17, 64}; in, out not multiples of 8 or 16) against Float64,
+    /// and two whose rows of x the forward takes in k blocks (in > 1024, several row tiles).
     private func checkAgainstReference(_ precision: HalfPrecision, roundsActivations: Bool, tag: String,
                                        file: StaticString, line: UInt) {
         var rng = SeededRNG(seed: 7)
         var roundingShowed = false
+        var shapes: [(Int, Int, Int)] = []
         for m in [1, 3, 17, 64] {
             for inF in [1, 7, 33, 64, 257] {
-                for outF in [1, 7, 33, 257] {
-                    let w = Self.weights(out: outF, in: inF, precision, rng: &rng)
-                    let x = (0..<(m * inF)).map { _ in rng.nextNormal() }
-                    let dy = (0..<(m * outF)).map { _ in rng.nextNormal() }
-                    let shape = "\(tag) m \(m) in \(inF) out \(outF)"
-                    for backward in [false, true] {
-                        let a = backward ? dy : x
-                        let got = Self.run(inputGradient: backward, a: a, w: w, precision, m: m, in: inF, out: outF)
-                        let operand = roundsActivations ? a.map { BFloat16Bits($0).float } : a
-                        let ref = Self.reference(inputGradient: backward, a: operand, w: w, precision, m: m, in: inF, out: outF)
-                        var worst = 0.0, worstAt = 0
-                        for j in got.indices {
-                            let excess = abs(Double(got[j]) - ref.value[j]) / ref.tolerance[j]
-                            if !(excess <= worst) { worst = excess; worstAt = j }
-                        }
-                        XCTAssertLessThanOrEqual(worst, 1, "\(shape) \(backward ? "input gradient" : "forward"): element "
-                            + "\(worstAt) is \(got[worstAt]), Float64 reference \(ref.value[worstAt]) ± \(ref.tolerance[worstAt])",
-                            file: file, line: line)
-                        if roundsActivations && !roundingShowed {
-                            // The same outputs against unrounded activations: some must fall outside
-                            // the bound, or the path did not round them as documented.
-                            let plain = Self.reference(inputGradient: backward, a: a, w: w, precision, m: m, in: inF, out: outF)
-                            roundingShowed = got.indices.contains { abs(Double(got[$0]) - plain.value[$0]) > plain.tolerance[$0] }
-                        }
-                    }
+                for outF in [1, 7, 33, 257] { shapes.append((m, inF, outF)) }
+            }
+        }
+        shapes += [(9, 2100, 37), (5, 1030, 300)]
+        for (m, inF, outF) in shapes {
+            let w = Self.weights(out: outF, in: inF, precision, rng: &rng)
+            let x = (0..<(m * inF)).map { _ in rng.nextNormal() }
+            let dy = (0..<(m * outF)).map { _ in rng.nextNormal() }
+            let shape = "\(tag) m \(m) in \(inF) out \(outF)"
+            for backward in [false, true] {
+                let a = backward ? dy : x
+                let got = Self.run(inputGradient: backward, a: a, w: w, precision, m: m, in: inF, out: outF)
+                let operand = roundsActivations ? a.map { BFloat16Bits($0).float } : a
+                let ref = Self.reference(inputGradient: backward, a: operand, w: w, precision, m: m, in: inF, out: outF)
+                var worst = 0.0, worstAt = 0
+                for j in got.indices {
+                    let excess = abs(Double(got[j]) - ref.value[j]) / ref.tolerance[j]
+                    if !(excess <= worst) { worst = excess; worstAt = j }
+                }
+                XCTAssertLessThanOrEqual(worst, 1, "\(shape) \(backward ? "input gradient" : "forward"): element "
+                    + "\(worstAt) is \(got[worstAt]), Float64 reference \(ref.value[worstAt]) ± \(ref.tolerance[worstAt])",
+                    file: file, line: line)
+                if roundsActivations && !roundingShowed {
+                    // The same outputs against unrounded activations: some must fall outside
+                    // the bound, or the path did not round them as documented.
+                    let plain = Self.reference(inputGradient: backward, a: a, w: w, precision, m: m, in: inF, out: outF)
+                    roundingShowed = got.indices.contains { abs(Double(got[$0]) - plain.value[$0]) > plain.tolerance[$0] }
                 }
             }
         }
@@ -158,7 +162,7 @@ final class HalfKernelTests: XCTestCase {
     /// `accumulate` adds the product, computed as without it, to the old values: bit for bit.
     private func checkAccumulate(_ precision: HalfPrecision, tag: String, file: StaticString, line: UInt) {
         var rng = SeededRNG(seed: 8)
-        for (m, inF, outF) in [(17, 33, 257), (3, 257, 7), (1, 100, 40)] {
+        for (m, inF, outF) in [(17, 33, 257), (3, 257, 7), (1, 100, 40), (9, 2100, 37)] {
             let w = Self.weights(out: outF, in: inF, precision, rng: &rng)
             for backward in [false, true] {
                 let a = (0..<(m * (backward ? outF : inF))).map { _ in rng.nextNormal() }
@@ -181,6 +185,7 @@ final class HalfKernelTests: XCTestCase {
         defer { Kernels.setThreads(saved) }
         let cases: [(backward: Bool, m: Int, inF: Int, outF: Int)] = [
             (false, 1, 1000, 301), (false, 33, 257, 300), (false, 70, 300, 9),  // y columns, y columns, rows
+            (false, 9, 2100, 37),  // rows: with 2 threads rows 0…3 without k blocks, 4…8 with them
             (true, 5, 700, 300), (true, 70, 20, 3000),  // dx columns (with a 28-column tail), rows
         ]
         for (backward, m, inF, outF) in cases {

@@ -22,10 +22,11 @@
 // work is split over the kernel threads (tmf_set_kernel_threads) at output rows or columns
 // only, so results are bit-identical for every thread count.
 //
-// Decoding (m = 1) reads each weight once; for m > 1 the forward keeps a block of W rows
-// (~256 KB) in cache while every row of x passes over it, four rows of x against four rows of
-// W at a time, and the input gradient walks 32-column panels of W (out × 64 bytes) once per
-// eight rows of dy.
+// Decoding (m = 1: one tile of x rows) reads each row of W once, whole. With more rows the
+// forward takes k in blocks of 1024: up to 128 rows of W × 1024 columns (≤ 256 KB) stay in L2
+// while every tile of x rows (4; 2 on AVX2) passes over them with its 1024 columns in L1, four
+// W rows at a time. The input gradient copies each strip of 32 columns of W (16 on AVX2) into a
+// contiguous buffer and walks it once per 8 rows of dy (6 on AVX2).
 #ifndef TMF_HALFMATMUL_H
 #define TMF_HALFMATMUL_H
 #include <stddef.h>
