@@ -27,6 +27,12 @@
 // while every tile of x rows (4; 2 on AVX2) passes over them with its 1024 columns in L1, four
 // W rows at a time. The input gradient copies each strip of 32 columns of W (16 on AVX2) into a
 // contiguous buffer and walks it once per 8 rows of dy (6 on AVX2).
+//
+// Measured 2026-12-03, 1 thread (CPU time, median), on a 2-core AVX-512F Xeon VM without
+// AVX512-BF16 while another job ran: decoding through a 4096 × 4096 bf16 weight takes 1.85 ms
+// on the AVX-512F path (18 GB/s of weights), cblas_sgemv on the same weight in fp32 4.5 ms
+// (15 GB/s, OpenBLAS 0.3.21 with OPENBLAS_CORETYPE=SkylakeX; 6-8 ms with the Prescott kernels it
+// picks by itself on this VM). m = 256: forward ~100 GFLOP/s, input gradient ~120, sgemm ~135.
 #ifndef TMF_HALFMATMUL_H
 #define TMF_HALFMATMUL_H
 #include <stddef.h>
