@@ -58,10 +58,6 @@ static inline float f16_to_f32(uint16_t h) {
     return f;
 }
 
-static inline float half_to_f32(int format, uint16_t h) {
-    return format == TMF_HALF_F16 ? f16_to_f32(h) : bf16_to_f32(h);
-}
-
 // fp32 → bf16, rounded to nearest, ties to even; a NaN stays a (quiet) NaN.
 static inline uint16_t f32_to_bf16(float f) {
     uint32_t u;
@@ -74,6 +70,7 @@ static inline uint16_t f32_to_bf16(float f) {
 
 static atomic_int forced_path;  // TMF_HALF_PATH_AUTO (0) unless a test forced one
 
+#if HM_X86
 // 1 when the environment sets TMF_KERNELS=portable (read once): then only the portable path runs.
 static int portable_forced(void) {
     static atomic_int state = -1;
@@ -85,20 +82,23 @@ static int portable_forced(void) {
     }
     return s;
 }
+#endif
 
 int tmf_half_path_supported(int path) {
+    if (path == TMF_HALF_PATH_PORTABLE) return 1;
+#if HM_X86
     int f = portable_forced() ? 0 : tmf_internal_cpu_flags();
     int avx512 = (f & TMF_CPU_AVX512F) && (f & TMF_CPU_AVX512BW);
     switch (path) {
-    case TMF_HALF_PATH_PORTABLE: return 1;
-#if HM_X86
     case TMF_HALF_PATH_AVX2: return (f & TMF_CPU_AVX2_FMA) && (f & TMF_CPU_F16C);
     case TMF_HALF_PATH_AVX512:
     case TMF_HALF_PATH_AVX512_BF16_EMULATED: return avx512;
     case TMF_HALF_PATH_AVX512_BF16: return avx512 && (f & TMF_CPU_AVX512BF16);
-#endif
     default: return 0;
     }
+#else
+    return 0;
+#endif
 }
 
 int tmf_half_set_path(int path) {
@@ -234,48 +234,6 @@ int tmf_half_planned_parts(int backward, size_t m, size_t in, size_t out) {
     return parts < 1 ? 1 : (int)parts;
 }
 
-// The forward's k block: with several tiles of x rows, each passes over a block of W rows
-// HM_KC columns at a time, so that its columns of x stay in L1 while every W tile of the block
-// meets them; the tiles' vector sums wait in memory between k blocks (stored as they are, so
-// the result is the same as without blocks). A single tile (decoding) reads whole rows.
-#define HM_KC ((size_t)1024)
-#define HM_NB_MAX ((size_t)128)
-
-static size_t forward_kc(size_t rows, size_t tile_rows, size_t in) {
-    return rows > tile_rows && in > HM_KC ? HM_KC : (in ? in : 1);
-}
-
-// W rows per forward block: the block's k block (about HM_W_BLOCK_BYTES) stays in L2.
-static size_t w_block_rows(size_t kc) {
-    size_t rows = HM_W_BLOCK_BYTES / (2 * kc);
-    rows -= rows % 4;
-    return rows < 4 ? 4 : (rows > HM_NB_MAX ? HM_NB_MAX : rows);
-}
-
-// Writes a tile of forward sums s[r][q] to y[i + r, o + q].
-static inline void store_tile(const fwd_ctx *c, size_t i, int R, size_t o, int C, float s[4][4]) {
-    for (int r = 0; r < R; r++) {
-        float *yr = c->y + (i + (size_t)r) * c->out + o;
-        for (int q = 0; q < C; q++) yr[q] = c->accumulate ? yr[q] + s[r][q] : s[r][q];
-    }
-}
-
-// The four W rows of a forward tile starting at row o (repeating the block's last row past its
-// end; those results are not stored).
-static inline void tile_rows(const fwd_ctx *c, size_t o, size_t end, const uint16_t *w[4]) {
-    for (int q = 0; q < 4; q++) w[q] = c->w + min_sz(o + (size_t)q, end - 1) * c->in;
-}
-
-// The input gradient's SIMD paths walk a strip of W (columns k … k + width) down all `out`
-// rows, once per tile of dy rows. Rows of W are `in` apart, so each step would touch another
-// page; with more than one tile the strip is first copied into a contiguous buffer (out ×
-// width halves), which later tiles then read from cache. NULL (no copy) if memory is short.
-static uint16_t *strip_alloc(size_t out, size_t width) { return alloc64(out * width * sizeof(uint16_t)); }
-
-static void strip_copy(uint16_t *strip, const bwd_ctx *c, size_t k, size_t width) {
-    for (size_t o = 0; o < c->out; o++) memcpy(strip + o * width, c->w + o * c->in + k, width * sizeof(uint16_t));
-}
-
 // ---- portable C ----
 
 // Eight running sums (lane = k mod 8) per output, added pairwise at the end.
@@ -339,6 +297,54 @@ static void input_grad_portable(const bwd_ctx *c, size_t i0, size_t i1, size_t k
 }
 
 #if HM_X86
+// ---- helpers of the SIMD paths ----
+
+static inline float half_to_f32(int format, uint16_t h) {
+    return format == TMF_HALF_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+}
+
+// The forward's k block: with several tiles of x rows, each passes over a block of W rows
+// HM_KC columns at a time, so that its columns of x stay in L1 while every W tile of the block
+// meets them; the tiles' vector sums wait in memory between k blocks (stored as they are, so
+// the result is the same as without blocks). A single tile (decoding) reads whole rows.
+#define HM_KC ((size_t)1024)
+#define HM_NB_MAX ((size_t)128)
+
+static inline size_t forward_kc(size_t rows, size_t tile_rows, size_t in) {
+    return rows > tile_rows && in > HM_KC ? HM_KC : (in ? in : 1);
+}
+
+// W rows per forward block: the block's k block (about HM_W_BLOCK_BYTES) stays in L2.
+static inline size_t w_block_rows(size_t kc) {
+    size_t rows = HM_W_BLOCK_BYTES / (2 * kc);
+    rows -= rows % 4;
+    return rows < 4 ? 4 : (rows > HM_NB_MAX ? HM_NB_MAX : rows);
+}
+
+// Writes a tile of forward sums s[r][q] to y[i + r, o + q].
+static inline void store_tile(const fwd_ctx *c, size_t i, int R, size_t o, int C, float s[4][4]) {
+    for (int r = 0; r < R; r++) {
+        float *yr = c->y + (i + (size_t)r) * c->out + o;
+        for (int q = 0; q < C; q++) yr[q] = c->accumulate ? yr[q] + s[r][q] : s[r][q];
+    }
+}
+
+// The four W rows of a forward tile starting at row o (repeating the block's last row past its
+// end; those results are not stored).
+static inline void tile_rows(const fwd_ctx *c, size_t o, size_t end, const uint16_t *w[4]) {
+    for (int q = 0; q < 4; q++) w[q] = c->w + min_sz(o + (size_t)q, end - 1) * c->in;
+}
+
+// The input gradient's SIMD paths walk a strip of W (columns k … k + width) down all `out`
+// rows, once per tile of dy rows. Rows of W are `in` apart, so each step would touch another
+// page; with more than one tile the strip is first copied into a contiguous buffer (out ×
+// width halves), which later tiles then read from cache. NULL (no copy) if memory is short.
+static inline uint16_t *strip_alloc(size_t out, size_t width) { return alloc64(out * width * sizeof(uint16_t)); }
+
+static inline void strip_copy(uint16_t *strip, const bwd_ctx *c, size_t k, size_t width) {
+    for (size_t o = 0; o < c->out; o++) memcpy(strip + o * width, c->w + o * c->in + k, width * sizeof(uint16_t));
+}
+
 #define HM_T512 __attribute__((target("avx512f,avx512bw")))
 // The AVX512-BF16 kernels, real and emulated, are compiled for AVX512-BF16; the emulated ones
 // contain no AVX512-BF16 instruction (dp_bf16 takes the emulation when `emulate` is 1), so

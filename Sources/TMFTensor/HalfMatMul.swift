@@ -87,6 +87,10 @@ public enum HalfMatMul {
         precondition(x.count == rows * inFeatures, "x holds \(x.count) values, not \(rows) × \(inFeatures)")
         precondition(y.count == rows * outFeatures, "y holds \(y.count) values, not \(rows) × \(outFeatures)")
         guard rows > 0 && outFeatures > 0 else { return }
+        guard inFeatures > 0 else {  // empty sums
+            if !accumulate { y.update(repeating: 0) }
+            return
+        }
         tmf_half_matmul(precision.code, weight.baseAddress, x.baseAddress, y.baseAddress, rows, inFeatures,
                         outFeatures, accumulate ? 1 : 0)
     }
@@ -108,6 +112,10 @@ public enum HalfMatMul {
         precondition(dy.count == rows * outFeatures, "dy holds \(dy.count) values, not \(rows) × \(outFeatures)")
         precondition(dx.count == rows * inFeatures, "dx holds \(dx.count) values, not \(rows) × \(inFeatures)")
         guard rows > 0 && inFeatures > 0 else { return }
+        guard outFeatures > 0 else {  // empty sums
+            if !accumulate { dx.update(repeating: 0) }
+            return
+        }
         tmf_half_matmul_input_grad(precision.code, weight.baseAddress, dy.baseAddress, dx.baseAddress, rows,
                                    inFeatures, outFeatures, accumulate ? 1 : 0)
     }

@@ -85,6 +85,16 @@ final class HalfKernelTests: XCTestCase {
         }
     }
 
+    /// A reduction over nothing gives 0 (and `accumulate` leaves the values as they were).
+    func testEmptySums() {
+        for precision in HalfPrecision.allCases {
+            XCTAssertEqual(Self.run(inputGradient: false, a: [], w: [], precision, m: 2, in: 0, out: 3), [0, 0, 0, 0, 0, 0])
+            XCTAssertEqual(Self.run(inputGradient: true, a: [], w: [], precision, m: 2, in: 3, out: 0), [0, 0, 0, 0, 0, 0])
+            XCTAssertEqual(Self.run(inputGradient: false, a: [], w: [], precision, m: 1, in: 0, out: 2, into: [1, -2]), [1, -2])
+            XCTAssertEqual(Self.run(inputGradient: true, a: [], w: [], precision, m: 1, in: 2, out: 0, into: [3, 4]), [3, 4])
+        }
+    }
+
     // MARK: - One path
 
     private func checkPath(_ path: HalfMatMul.Path, file: StaticString = #filePath, line: UInt = #line) throws {
