@@ -1,4 +1,5 @@
 #include "CKernels.h"
+#include "internal.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,7 +25,7 @@ void tmf_configure_malloc(void) {
 #endif
 }
 
-static int cpu_state = -1;  // -1 unknown, bit0 avx512f, bit1 avx512bf16, bit2 avx2+fma
+static int cpu_state = -1;  // -1 unknown, else TMF_CPU_* bits (internal.h)
 
 static int cpu_flags(void) {
     int s = cpu_state;
@@ -32,13 +33,17 @@ static int cpu_flags(void) {
     s = 0;
 #if TMF_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) s |= 1;
-    if (__builtin_cpu_supports("avx512bf16")) s |= 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) s |= 4;
+    if (__builtin_cpu_supports("avx512f")) s |= TMF_CPU_AVX512F;
+    if (__builtin_cpu_supports("avx512bf16")) s |= TMF_CPU_AVX512BF16;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) s |= TMF_CPU_AVX2_FMA;
+    if (__builtin_cpu_supports("f16c")) s |= TMF_CPU_F16C;
+    if (__builtin_cpu_supports("avx512bw")) s |= TMF_CPU_AVX512BW;
 #endif
     cpu_state = s;
     return s;
 }
+
+int tmf_internal_cpu_flags(void) { return cpu_flags(); }
 
 int tmf_has_avx512(void) { return cpu_flags() & 1; }
 int tmf_has_avx512bf16(void) { return (cpu_flags() & 2) ? 1 : 0; }
@@ -56,7 +61,7 @@ int tmf_has_avx2(void) { return (cpu_flags() & 4) ? 1 : 0; }
 // worker costs some microseconds, so small tensors stay on the calling thread.
 #define PAR_MIN_ELEMENTS 32768
 
-typedef void (*range_fn)(void *ctx, size_t begin, size_t end);
+typedef tmf_range_fn range_fn;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;  // guards the fields below
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;    // a new job was posted
@@ -178,6 +183,10 @@ static void parallel_for(range_fn fn, void *ctx, size_t total, size_t align, siz
         pthread_mutex_unlock(&pool_lock);
     }
     pthread_mutex_unlock(&pool_busy);
+}
+
+void tmf_internal_parallel_for(tmf_range_fn fn, void *ctx, size_t total, size_t align, size_t min_part) {
+    parallel_for(fn, ctx, total, align, min_part);
 }
 
 typedef struct { const void *src; void *dst; } copy_ctx;

@@ -1,7 +1,8 @@
 // Private shim: the few kernels Swift cannot vectorise on the default target (vectorised exp,
 // bf16 dot products). Each has a portable C path and an AVX2+FMA path, exp, softmax, SiLU and
 // the bf16 dots an AVX-512 path too, chosen at run time from the CPU's flags. Large inputs are
-// split over a few persistent kernel threads (tmf_set_kernel_threads).
+// split over a few persistent kernel threads (tmf_set_kernel_threads). Half-precision weight ×
+// activation matrix products are in tmf_halfmatmul.h (halfmatmul.c).
 // Not API: TMFTensor wraps these and carries a Swift fallback with a parity test.
 #ifndef TMF_CKERNELS_H
 #define TMF_CKERNELS_H
@@ -70,5 +71,8 @@ float tmf_dot_bf16(const uint16_t *a, const uint16_t *b, size_t n);
 
 /// Dot product of a bf16 vector with an fp32 vector, accumulated in fp32.
 float tmf_dot_bf16_f32(const uint16_t *a, const float *b, size_t n);
+
+// Matrix products with bf16 / f16 weights.
+#include "tmf_halfmatmul.h"
 
 #endif
