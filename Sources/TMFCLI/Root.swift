@@ -26,5 +26,5 @@ struct ComputeOptions: ParsableArguments {
 
 /// Writes one line to standard error.
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    writeToStandardError(message + "\n")
 }

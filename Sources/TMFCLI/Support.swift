@@ -57,7 +57,7 @@ final class Progress: @unchecked Sendable {
         if tty {
             let width = 30, filled = total > 0 ? width * done / total : 0
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(done)/\(total) \(extra)\u{1B}[K".utf8))
+            writeToStandardError("\r\(label) [\(bar)] \(done)/\(total) \(extra)\u{1B}[K")
             open = true
             if done >= total { finish() }
         } else if done >= total || now - lastLine > 5_000_000_000 {
@@ -74,34 +74,175 @@ final class Progress: @unchecked Sendable {
     }
 
     func finish() {
-        if open { FileHandle.standardError.write(Data("\n".utf8)); open = false }
+        if open { writeToStandardError("\n"); open = false }
     }
 }
 
-/// Ctrl-C: the first press asks the running task to stop at the next safe point; a second
-/// press exits at once.
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP: the first asks the running task to stop at the next
+/// safe point (`isSet`); a second, of any of the three, exits at once with status 128 + its
+/// number. That exit tears no file: tmf writes every file under a temporary name and renames it
+/// into place (see `ModelFolderLock.removeStaleTemporaries` for what an exit mid-write leaves).
+/// A signal ignored when tmf started (`nohup`, a shell's background job) stays ignored.
 final class InterruptFlag: @unchecked Sendable {
+    /// The signals handled and how the messages name them.
+    static let signals: [(number: Int32, name: String)] = [(SIGINT, "Ctrl-C"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")]
+
     private let lock = NSLock()
     private var flagged = false
-    private var source: DispatchSourceSignal?
+    private var sources: [DispatchSourceSignal] = []
 
     func install() {
-        signal(SIGINT, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        s.setEventHandler { [weak self] in
-            guard let self else { return }
-            self.lock.lock()
-            let second = self.flagged
-            self.flagged = true
-            self.lock.unlock()
-            if second { exit(130) }
-            printError("tmf: stopping after the current step (Ctrl-C again to quit now)")
+        // A closed stderr pipe (`tmf train | tee log` after its terminal hung up) must not kill
+        // the run between checkpoints: writes to it fail quietly instead (`writeToStandardError`).
+        signal(SIGPIPE, SIG_IGN)
+        for (number, name) in Self.signals {
+            let previous = signal(number, SIG_IGN)
+            if unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            let index = sources.count
+            source.setEventHandler { [weak self] in
+                // `data`: how many of this signal arrived since the last call (they coalesce).
+                guard let self else { return }
+                self.received(number, name: name, count: Int(self.sources[index].data))
+            }
+            sources.append(source)
         }
-        s.resume()
-        source = s
+        for source in sources { source.resume() }
+    }
+
+    private func received(_ number: Int32, name: String, count: Int) {
+        lock.lock()
+        let again = flagged || count > 1
+        flagged = true
+        lock.unlock()
+        if again {
+            writeToStandardError("tmf: \(name) again: quitting now without saving (the last checkpoint, if any, is kept)\n")
+            // _exit, not exit: no atexit handlers or static destructors run under the busy threads.
+            _exit(128 + number)
+        }
+        writeToStandardError(number == SIGINT
+            ? "tmf: stopping after the current step (Ctrl-C again to quit now)\n"
+            : "tmf: \(name) received: stopping after the current step (a second signal quits now)\n")
     }
 
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return flagged }
+}
+
+/// `tmf train`'s claim on its model folder: an advisory exclusive `flock` on the folder itself,
+/// so a second `tmf train` on it is refused while this one runs. No lock file: it works in a
+/// read-only folder, and the kernel drops the lock when the process ends, however it ends.
+/// Readers (`tmf eval`, `tmf recommend`) take no lock and are never blocked.
+final class ModelFolderLock {
+    /// The folder as the user named it (`--out`), for messages.
+    let name: String
+    let url: URL
+    /// Why the folder could not be locked when its file system has no locks (nil: locked).
+    private(set) var unlockedReason: String?
+    private var descriptor: Int32
+    /// Whether this lock created the folder (then `release` removes it if it is still empty).
+    private let created: Bool
+
+    /// Creates `folder` (and its parents) if it does not exist, then locks it.
+    /// - Throws: `ModelFolderLockError` when another process holds the lock, or the folder
+    ///   cannot be made or opened.
+    init(folder: URL, name: String) throws {
+        self.name = name
+        url = folder
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        let existed = fm.fileExists(atPath: folder.path, isDirectory: &isDirectory)
+        if existed && !isDirectory.boolValue { throw ModelFolderLockError.notAFolder(name) }
+        if !existed {
+            do { try fm.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+                throw ModelFolderLockError.cannotCreate(name, reason: error.localizedDescription)
+            }
+        }
+        created = !existed
+        descriptor = open(folder.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if descriptor < 0 { throw ModelFolderLockError.cannotOpen(name, reason: String(cString: strerror(errno))) }
+        var status: Int32
+        repeat { status = flock(descriptor, LOCK_EX | LOCK_NB) } while status != 0 && errno == EINTR
+        if status != 0 {
+            let code = errno
+            if code == EWOULDBLOCK {
+                close(descriptor)
+                throw ModelFolderLockError.busy(name)
+            }
+            unlockedReason = String(cString: strerror(code))  // e.g. ENOLCK: a file system without locks
+        }
+    }
+
+    /// Removes what an earlier run killed mid-write left in the folder: tmf's temporary files
+    /// (`.NAME.tmp-PID` and `.NAME.tmp-PID-N`) whose process is gone. Safe only under the lock.
+    /// Temporary folders (`checkpoint.new`, `llm.tmp`) are replaced by the stage that writes them.
+    func removeStaleTemporaries() {
+        guard unlockedReason == nil,
+              let names = try? FileManager.default.contentsOfDirectory(atPath: url.path) else { return }
+        for file in names where file.hasPrefix(".") {
+            guard let marker = file.range(of: ".tmp-", options: .backwards) else { continue }
+            let fields = file[marker.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
+            guard (1...2).contains(fields.count), fields.allSatisfy({ !$0.isEmpty && $0.allSatisfy { "0"..."9" ~= $0 } }),
+                  let pid = pid_t(fields[0]), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                let path = url.appendingPathComponent(file).path
+                var info = stat()
+                if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG { unlink(path) }
+            }
+        }
+    }
+
+    /// Drops the lock (and the folder, if this lock made it and nothing was written in it).
+    func release() {
+        guard descriptor >= 0 else { return }
+        if created { rmdir(url.path) }
+        close(descriptor)
+        descriptor = -1
+    }
+
+    deinit { release() }
+}
+
+/// Why `tmf train` cannot take its model folder.
+enum ModelFolderLockError: LocalizedError {
+    case busy(String)
+    case notAFolder(String)
+    case cannotCreate(String, reason: String)
+    case cannotOpen(String, reason: String)
+
+    var errorDescription: String? {
+        switch self {
+        case let .busy(name):
+            "another tmf train is writing the model folder \(name); wait for it to finish (or stop it), or choose another --out"
+        case let .notAFolder(name):
+            "\(name) is a file, not a model folder; choose another --out"
+        case let .cannotCreate(name, reason):
+            "cannot create the model folder \(name): \(reason)"
+        case let .cannotOpen(name, reason):
+            "cannot open the model folder \(name) to lock it: \(reason)"
+        }
+    }
+}
+
+/// Writes `text` to standard error with write(2), ignoring failures: after a hang-up (SIGHUP),
+/// or into a closed pipe, a message must not crash the run (`FileHandle.write` traps on errors).
+func writeToStandardError(_ text: String) {
+    var bytes = Array(text.utf8)
+    bytes.withUnsafeMutableBytes { buffer in
+        var done = 0
+        while done < buffer.count {
+            let n = posixWrite(2, buffer.baseAddress! + done, buffer.count - done)
+            if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return }
+        }
+    }
+}
+
+/// `write(2)`, named apart from Foundation's `write` methods.
+private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    #if canImport(Glibc)
+    return Glibc.write(fd, buffer, count)
+    #else
+    return Darwin.write(fd, buffer, count)
+    #endif
 }
 
 extension ComputeOptions {

@@ -86,6 +86,13 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         compute.apply()
         try reportingErrors {
+            // One writer per model folder: refused here, before anything in it is touched.
+            let folderLock = try ModelFolderLock(folder: URL(fileURLWithPath: out), name: out)
+            defer { folderLock.release() }
+            if let reason = folderLock.unlockedReason {
+                printError("tmf: warning: cannot lock the model folder \(out) (\(reason)); a second tmf train on it would not be refused")
+            }
+            folderLock.removeStaleTemporaries()
             let progress = Progress(quiet: quiet)
             let dataURL = dataset.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.shop
             var options = PipelineOptions(dataset: dataURL, model: URL(fileURLWithPath: out),

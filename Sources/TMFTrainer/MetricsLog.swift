@@ -131,10 +131,32 @@ public struct MetricsLog: Sendable {
         var data = try encoder.encode(Staged(stage: stage, record: record))
         data.append(0x0A)
         if !FileManager.default.fileExists(atPath: url.path) { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
-        let handle = try FileHandle(forWritingTo: url)
+        let handle = try FileHandle(forUpdating: url)
         defer { try? handle.close() }
+        try Self.dropTornLine(handle, end: try handle.seekToEnd())
         try handle.seekToEnd()
         try handle.write(contentsOf: data)  // one write per line
+    }
+
+    /// Cuts the file back to its last newline when it does not end with one: a writer killed in
+    /// the middle of a line (SIGKILL, a second Ctrl-C) left it torn, and a record appended to it
+    /// would make one unreadable line of two. (`tmf train` is the folder's only writer.)
+    static func dropTornLine(_ handle: FileHandle, end: UInt64) throws {
+        guard end > 0 else { return }
+        try handle.seek(toOffset: end - 1)
+        if try handle.read(upToCount: 1) == Data([0x0A]) { return }
+        var cut: UInt64 = 0, position = end
+        while position > 0 {
+            let start = position - min(position, 65536)
+            try handle.seek(toOffset: start)
+            let chunk = try handle.read(upToCount: Int(position - start)) ?? Data()
+            if let newline = chunk.lastIndex(of: 0x0A) {
+                cut = start + UInt64(chunk.distance(from: chunk.startIndex, to: newline)) + 1
+                break
+            }
+            position = start
+        }
+        try handle.truncate(atOffset: cut)
     }
 
     /// Logs a fine-tuning event: `.step` and `.validation` (stage `llm`); checkpoints are not logged.

@@ -145,7 +145,8 @@ public enum Pipeline {
 
     /// The `[pretrain]` stage: a small Llama pretrained on `dataset`'s own text per `plan`, in
     /// `folder/llm`, reused while the data and the plan are unchanged (a key in
-    /// `llm/stage.json`). Written under `llm.tmp` and renamed when complete.
+    /// `llm/stage.json`). Written under `llm.tmp` and renamed when complete (a killed run's
+    /// `llm.tmp` is removed first).
     /// - Returns: the Llama folder, whether it was cached, and whether it completed (false when
     ///   stopped by `shouldStop`; nothing is kept then).
     public static func languageModel(dataset: Dataset, plan: LanguageModelPlan, folder: URL,
@@ -155,12 +156,12 @@ public enum Pipeline {
         let key = dataset.fingerprint + "|" + String(decoding: try JSONEncoder.sorted.encode(plan), as: UTF8.self)
         struct StageKey: Codable { var key: String }
         let keyURL = url.appendingPathComponent("stage.json")
+        let tmp = folder.appendingPathComponent(languageModelFolder + ".tmp")
+        try? fm.removeItem(at: tmp)  // a killed run's partial stage
         if let data = try? Data(contentsOf: keyURL), let stored = try? JSONDecoder().decode(StageKey.self, from: data),
            stored.key == key, (try? LlamaConfiguration.load(directory: url)) != nil {
             return (url, true, true)
         }
-        let tmp = folder.appendingPathComponent(languageModelFolder + ".tmp")
-        try? fm.removeItem(at: tmp)
         let corpus = PretrainCorpus.build(from: dataset, seed: plan.parameters.seed, copyDrills: plan.copyDrills,
                                           lookupDrills: plan.lookupDrills)
         let trainer = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp)

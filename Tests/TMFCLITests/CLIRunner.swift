@@ -7,6 +7,8 @@ struct CLIResult {
     var status: Int32
     var stdout: String
     var stderr: String
+    /// Whether a signal ended it (then `status` is the signal's number).
+    var signaled = false
 
     /// The non-empty lines of standard error.
     var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
@@ -38,33 +40,71 @@ let packageRoot = fixturesURL.deletingLastPathComponent()
 /// Runs `tmf arguments...` in `directory` (default: the package root) and collects its exit status and output (through
 /// files, so a large output never blocks on a full pipe).
 func runTMF(_ arguments: [String], in directory: URL? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> CLIResult {
-    guard let executable = tmfExecutable else {
-        XCTFail("no built tmf executable next to the tests; run `swift build --build-tests` first", file: file, line: line)
-        throw CocoaError(.fileNoSuchFile)
-    }
-    let fm = FileManager.default
-    let scratch = fm.temporaryDirectory.appendingPathComponent("tmf-cli-\(UUID().uuidString)")
-    try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
-    defer { try? fm.removeItem(at: scratch) }
-    let outURL = scratch.appendingPathComponent("stdout"), errURL = scratch.appendingPathComponent("stderr")
-    _ = fm.createFile(atPath: outURL.path, contents: nil)
-    _ = fm.createFile(atPath: errURL.path, contents: nil)
-    let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+    let result = try BackgroundTMF(arguments, in: directory, file: file, line: line).finish()
+    XCTAssertFalse(result.signaled, "tmf \(arguments) ended by signal \(result.status)", file: file, line: line)
+    return result
+}
+
+/// A `tmf` run started in the background: signal it, wait for its files to grow, then `finish()`
+/// to collect what it did (as `runTMF` does).
+final class BackgroundTMF {
     let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    process.currentDirectoryURL = directory ?? packageRoot
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    try out.close()
-    try err.close()
-    XCTAssertEqual(process.terminationReason, .exit, "tmf \(arguments) ended by a signal", file: file, line: line)
-    return CLIResult(status: process.terminationStatus,
-                     stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
-                     stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
+    private let scratch: URL
+    private let out: FileHandle, err: FileHandle
+
+    init(_ arguments: [String], in directory: URL? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
+        guard let executable = tmfExecutable else {
+            XCTFail("no built tmf executable next to the tests; run `swift build --build-tests` first", file: file, line: line)
+            throw CocoaError(.fileNoSuchFile)
+        }
+        let fm = FileManager.default
+        scratch = fm.temporaryDirectory.appendingPathComponent("tmf-cli-\(UUID().uuidString)")
+        try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
+        _ = fm.createFile(atPath: scratch.appendingPathComponent("stdout").path, contents: nil)
+        _ = fm.createFile(atPath: scratch.appendingPathComponent("stderr").path, contents: nil)
+        out = try FileHandle(forWritingTo: scratch.appendingPathComponent("stdout"))
+        err = try FileHandle(forWritingTo: scratch.appendingPathComponent("stderr"))
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = directory ?? packageRoot
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    /// Waits until `file` has at least `count` lines; false when the run ended first or
+    /// `timeout` seconds passed.
+    @discardableResult
+    func waitForLines(_ count: Int, in file: URL, timeout: TimeInterval = 300) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let text = try? String(contentsOf: file, encoding: .utf8), text.split(separator: "\n").count >= count { return true }
+            if !process.isRunning { return false }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    func send(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for the run to end and collects its status and output.
+    func finish() throws -> CLIResult {
+        process.waitUntilExit()
+        try out.close()
+        try err.close()
+        return CLIResult(status: process.terminationStatus,
+                         stdout: String(decoding: try Data(contentsOf: scratch.appendingPathComponent("stdout")), as: UTF8.self),
+                         stderr: String(decoding: try Data(contentsOf: scratch.appendingPathComponent("stderr")), as: UTF8.self),
+                         signaled: process.terminationReason == .uncaughtSignal)
+    }
 }
 
 /// Asserts a failed run: non-zero status, nothing on stdout, and either exactly one stderr line

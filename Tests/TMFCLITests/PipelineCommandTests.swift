@@ -13,35 +13,6 @@ import TMFTokenizer
 let graphPriorWeights: [Double] = [0, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16]
 
 final class PipelineCommandTests: XCTestCase {
-    struct Setup {
-        var shop: URL
-        var llm: URL
-        var root: URL
-    }
-
-    func makeSetup() throws -> Setup {
-        let root = try temporaryFolder(self)
-        let shop = root.appendingPathComponent("shop"), llm = root.appendingPathComponent("llm")
-        let synth = try runTMF(["synth", shop.path, "--users", "40", "--items", "40", "--seed", "3"])
-        XCTAssertEqual(synth.status, 0, synth.stderr)
-        try FileManager.default.createDirectory(at: llm, withIntermediateDirectories: true)
-        let tokenizerURL = fixturesURL.appendingPathComponent("tokenizer/sp/tokenizer.model")
-        let vocab = try SentencePieceTokenizer(modelURL: tokenizerURL).vocabularySize
-        let config = try LlamaConfiguration(hiddenSize: 32, intermediateSize: 64, hiddenLayers: 1, attentionHeads: 2, kvHeads: 1,
-                                            vocabularySize: vocab, tieWordEmbeddings: true, maxPositionEmbeddings: 1024)
-        let model = LlamaModel(configuration: config)
-        model.randomize(seed: 5, std: 0.1)
-        try JSONEncoder().encode(config).write(to: llm.appendingPathComponent("config.json"))
-        try SafeTensorsWriter.write(model.namedWeights, to: llm.appendingPathComponent("model.safetensors"))
-        try FileManager.default.copyItem(at: tokenizerURL, to: llm.appendingPathComponent("tokenizer.model"))
-        return Setup(shop: shop, llm: llm, root: root)
-    }
-
-    func trainArguments(_ s: Setup, out: URL, steps: Int) -> [String] {
-        ["train", s.shop.path, "--llm", s.llm.path, "--out", out.path, "--steps", "\(steps)", "--batch-size", "2",
-         "--history", "4", "--graph-epochs", "1", "--eval-limit", "2", "--threads", "1", "--quiet"]
-    }
-
     /// What the model folder remembers: `--skip-invalid` (evaluation and serving load the data the
     /// same way), the dataset and seed of a `--stage graph` folder (for `--baseline mbht` and the
     /// data-only baselines, whose candidate sets then match the model's).
@@ -204,51 +175,82 @@ final class PipelineCommandTests: XCTestCase {
         assertFailure(try runTMF(["recommend", model.path, "--history", history, "--target", "view"]), mentions: "view")
         assertFailure(try runTMF(["eval", s.root.appendingPathComponent("nothing").path]), mentions: "tmf.json")
 
-        // Resume: a 5-step run interrupted by Ctrl-C (SIGINT) after its third step (the fourth
-        // metrics line: the MBHT epoch comes first), then resumed, logs the same records as an
-        // uninterrupted 5-step run: the epoch once, every step's loss, the final validation.
-        let straight = s.root.appendingPathComponent("straight"), split = s.root.appendingPathComponent("split")
+        // Resume: a 5-step run stopped by Ctrl-C (SIGINT) and resumed logs the same records as an
+        // uninterrupted 5-step run.
+        let straight = s.root.appendingPathComponent("straight")
         XCTAssertEqual(try runTMF(trainArguments(s, out: straight, steps: 5) + ["--graph-weight", "0.5"]).status, 0)
         let straightSpec = try JSONSerialization.jsonObject(with: Data(contentsOf: straight.appendingPathComponent("tmf.json"))) as? [String: Any]
         XCTAssertEqual(straightSpec?["graphWeight"] as? Double, 0.5, "a given --graph-weight is kept as is")
-        let interrupted = try runInterrupted(trainArguments(s, out: split, steps: 5), afterLines: 4, metrics: split.appendingPathComponent("metrics.jsonl"))
-        XCTAssertNotEqual(interrupted, 0, "an interrupted run exits non-zero")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: split.appendingPathComponent("checkpoint/state.json").path),
-                      "a stopped run leaves a loadable checkpoint")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: split.appendingPathComponent("training.png").path),
-                      "a stopped run draws its curves so far")
-        let resumed = try runTMF(trainArguments(s, out: split, steps: 5) + ["--resume"])
-        XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        func logged(_ folder: URL) throws -> [String] {
-            try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
-                var o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
-                o["tokens_per_s"] = nil  // timing
-                return String(decoding: try JSONSerialization.data(withJSONObject: o, options: .sortedKeys), as: UTF8.self)
-            }
-        }
-        let straightRecords = try logged(straight)
+        let straightRecords = try loggedRecords(straight)
         XCTAssertEqual(straightRecords.count, 1 + 5 + 1)
-        XCTAssertEqual(try logged(split), straightRecords)
+        try assertStopsAndResumes(s, signal: SIGINT, out: s.root.appendingPathComponent("split"), matching: straightRecords)
+    }
+}
+
+/// The tiny setup and the train / stop / resume steps, shared with `HardeningCommandTests`.
+extension XCTestCase {
+    struct Setup {
+        var shop: URL
+        var llm: URL
+        var root: URL
     }
 
-    /// Starts `tmf` and sends SIGINT once `metrics` has `afterLines` lines; returns the exit status.
-    func runInterrupted(_ arguments: [String], afterLines: Int, metrics: URL) throws -> Int32 {
-        let process = Process()
-        process.executableURL = tmfExecutable!
-        process.arguments = arguments
-        process.currentDirectoryURL = packageRoot
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(300)
-        while process.isRunning && Date() < deadline {
-            if let text = try? String(contentsOf: metrics, encoding: .utf8), text.split(separator: "\n").count >= afterLines {
-                process.interrupt()
-                break
-            }
-            usleep(20_000)
+    func makeSetup() throws -> Setup {
+        let root = try temporaryFolder(self)
+        let shop = root.appendingPathComponent("shop"), llm = root.appendingPathComponent("llm")
+        let synth = try runTMF(["synth", shop.path, "--users", "40", "--items", "40", "--seed", "3"])
+        XCTAssertEqual(synth.status, 0, synth.stderr)
+        try FileManager.default.createDirectory(at: llm, withIntermediateDirectories: true)
+        let tokenizerURL = fixturesURL.appendingPathComponent("tokenizer/sp/tokenizer.model")
+        let vocab = try SentencePieceTokenizer(modelURL: tokenizerURL).vocabularySize
+        let config = try LlamaConfiguration(hiddenSize: 32, intermediateSize: 64, hiddenLayers: 1, attentionHeads: 2, kvHeads: 1,
+                                            vocabularySize: vocab, tieWordEmbeddings: true, maxPositionEmbeddings: 1024)
+        let model = LlamaModel(configuration: config)
+        model.randomize(seed: 5, std: 0.1)
+        try JSONEncoder().encode(config).write(to: llm.appendingPathComponent("config.json"))
+        try SafeTensorsWriter.write(model.namedWeights, to: llm.appendingPathComponent("model.safetensors"))
+        try FileManager.default.copyItem(at: tokenizerURL, to: llm.appendingPathComponent("tokenizer.model"))
+        return Setup(shop: shop, llm: llm, root: root)
+    }
+
+    func trainArguments(_ s: Setup, out: URL, steps: Int) -> [String] {
+        ["train", s.shop.path, "--llm", s.llm.path, "--out", out.path, "--steps", "\(steps)", "--batch-size", "2",
+         "--history", "4", "--graph-epochs", "1", "--eval-limit", "2", "--threads", "1", "--quiet"]
+    }
+
+    /// Stops a 5-step `tmf train` (`trainArguments` + `extra`) into `out` with `signal` after
+    /// its third step (the fourth metrics line: the MBHT epoch comes first), checks that it
+    /// exits non-zero with a checkpoint and its curves so far, resumes it with `--resume`, and
+    /// checks that the two runs logged `records`: an uninterrupted 5-step run's (the epoch once,
+    /// every step's loss, the final validation; `loggedRecords`).
+    func assertStopsAndResumes(_ s: Setup, signal: Int32, out: URL, extra: [String] = [], matching records: [String],
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        let stopped = try runInterrupted(trainArguments(s, out: out, steps: 5) + extra, afterLines: 4,
+                                         metrics: out.appendingPathComponent("metrics.jsonl"), signal: signal)
+        XCTAssertFalse(stopped.signaled, "signal \(signal) must stop the run, not kill it", file: file, line: line)
+        XCTAssertNotEqual(stopped.status, 0, "a stopped run exits non-zero", file: file, line: line)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint/state.json").path),
+                      "a stopped run leaves a loadable checkpoint", file: file, line: line)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("training.png").path),
+                      "a stopped run draws its curves so far", file: file, line: line)
+        let resumed = try runTMF(trainArguments(s, out: out, steps: 5) + extra + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr, file: file, line: line)
+        XCTAssertEqual(try loggedRecords(out), records, "signal \(signal): the stopped and resumed run's metrics", file: file, line: line)
+    }
+
+    /// `folder/metrics.jsonl`'s records as sorted-key JSON, without the timing field.
+    func loggedRecords(_ folder: URL) throws -> [String] {
+        try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            var o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            o["tokens_per_s"] = nil  // timing
+            return String(decoding: try JSONSerialization.data(withJSONObject: o, options: .sortedKeys), as: UTF8.self)
         }
-        process.waitUntilExit()
-        return process.terminationStatus
+    }
+
+    /// Starts `tmf`, sends it `signal` once `metrics` has `afterLines` lines, and collects what it did.
+    func runInterrupted(_ arguments: [String], afterLines: Int, metrics: URL, signal: Int32 = SIGINT) throws -> CLIResult {
+        let run = try BackgroundTMF(arguments)
+        if run.waitForLines(afterLines, in: metrics) { run.send(signal) }
+        return try run.finish()
     }
 }
