@@ -29,6 +29,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "With --data: add this many look-up drills (a candidate list, a category, the candidate of that category as the answer).")
     var lookupDrills: Int = 0
 
+    @Flag(help: "With --data: every item title becomes one token (added_tokens.json), as the [pretrain] stage of `tmf train` does.")
+    var titleTokens = false
+
     @Option(help: "Output folder (config.json, model.safetensors, tokenizer.model, pretrain.json).")
     var out: String
 
@@ -109,6 +112,9 @@ struct PretrainCommand: ParsableCommand {
         if lookupDrills < 0 || (lookupDrills > 0 && data == nil) {
             throw PretrainError.invalidParameter("--lookup-drills needs --data and must not be negative")
         }
+        if titleTokens && (data == nil || initFrom != nil) {
+            throw PretrainError.invalidParameter("--title-tokens needs --data and a new model (not --init)")
+        }
         guard let weightsType = WeightsDType(rawValue: dtype) else {
             throw PretrainError.invalidParameter("--dtype must be f32 or bf16, got '\(dtype)'")
         }
@@ -124,15 +130,17 @@ struct PretrainCommand: ParsableCommand {
         try parameters.validate(sizes: initFrom == nil)
 
         let documents: [String]
+        var titles: [String] = []
         if let corpus {
             documents = try PretrainCorpus.read(file: URL(fileURLWithPath: corpus))
         } else {
             let dataset = try Dataset.load(from: URL(fileURLWithPath: data!), options: LoadOptions(checkImages: false))
             documents = PretrainCorpus.build(from: dataset, seed: seed, copyDrills: copyDrills, lookupDrills: lookupDrills)
+            if titleTokens { titles = dataset.items.map(\.title) }
         }
         let started = Date()
         let trainer = try Pretrainer(corpus: documents, parameters: parameters, folder: URL(fileURLWithPath: out),
-                                     initFrom: initFrom.map { URL(fileURLWithPath: $0) })
+                                     initFrom: initFrom.map { URL(fileURLWithPath: $0) }, addedTokens: titles)
         let every = max(1, steps / 50)
         var window: [Float] = []
         try trainer.run { event in

@@ -164,7 +164,8 @@ public enum Pipeline {
         }
         let corpus = PretrainCorpus.build(from: dataset, seed: plan.parameters.seed, copyDrills: plan.copyDrills,
                                           lookupDrills: plan.lookupDrills)
-        let trainer = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp)
+        let trainer = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp,
+                                     addedTokens: plan.titleTokens ? dataset.items.map(\.title) : [])
         let metrics = MetricsLog(folder: folder)
         var stopped = false, logFailure: Error?
         _ = try trainer.run { event in

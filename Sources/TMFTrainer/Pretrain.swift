@@ -486,10 +486,14 @@ public final class Pretrainer {
     ///   - corpus: documents (one per element; empty ones are skipped).
     ///   - parameters: sizes and hyper-parameters (sizes are ignored with `initFrom`).
     ///   - folder: output folder (created; existing model files in it are replaced).
-    ///   - initFrom: a Llama folder (config.json, model.safetensors, tokenizer.model) to continue.
+    ///   - initFrom: a Llama folder (config.json, model.safetensors, tokenizer.model, and its
+    ///     `added_tokens.json` if any) to continue.
+    ///   - addedTokens: with a new model, strings that become single tokens after the trained
+    ///     pieces (e.g. every item title; written to `added_tokens.json`); ignored with `initFrom`.
     /// - Throws: `PretrainError` (bad parameters, empty or too small corpus, bad init folder,
     ///   unwritable output), `TokenizerError` from tokenizer training.
-    public init(corpus: [String], parameters: PretrainParameters, folder: URL, initFrom: URL? = nil) throws {
+    public init(corpus: [String], parameters: PretrainParameters, folder: URL, initFrom: URL? = nil,
+                addedTokens: [String] = []) throws {
         try parameters.validate(sizes: initFrom == nil)
         let documents = corpus.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
         if documents.isEmpty { throw PretrainError.emptyCorpus(path: "") }
@@ -516,33 +520,38 @@ public final class Pretrainer {
             model = LlamaModel(configuration: loaded.configuration)
             let source = loaded.namedWeights
             for (name, w) in model.namedWeights { w.pointer.update(from: source[name]!.pointer, count: w.count) }
+            tokenizer = try SentencePieceTokenizer(directory: initFrom)
             if tokenizerSource.standardizedFileURL.path != tokenizerURL.standardizedFileURL.path {
                 do {
                     let bytes = try Data(contentsOf: tokenizerSource)
                     try bytes.write(to: tokenizerURL, options: .atomic)
+                    try Self.writeAddedTokens(tokenizer, folder: folder)
                 } catch {
                     throw PretrainError.unwritableOutput(path: tokenizerURL.path, reason: error.localizedDescription)
                 }
             }
-            tokenizer = try SentencePieceTokenizer(modelURL: tokenizerURL)
-            if tokenizer.baseVocabularySize > model.configuration.vocabularySize {
+            if tokenizer.vocabularySize > model.configuration.vocabularySize {
                 throw PretrainError.badInitFolder(
                     path: initFrom.path,
-                    reason: "tokenizer.model has \(tokenizer.baseVocabularySize) pieces but the model only \(model.configuration.vocabularySize)")
+                    reason: "the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.configuration.vocabularySize)")
             }
         } else {
             var options = SentencePieceTrainer.Options.llama
             options.extra["hard_vocab_limit"] = "false"  // a small corpus gets a smaller vocabulary, not an error
             try SentencePieceTrainer.train(corpus: documents, vocabSize: parameters.vocabularySize, modelType: .bpe,
                                            options: options, to: tokenizerURL)
-            tokenizer = try SentencePieceTokenizer(modelURL: tokenizerURL)
+            tokenizer = try SentencePieceTokenizer(modelURL: tokenizerURL, addedTokens: addedTokens)
+            do { try Self.writeAddedTokens(tokenizer, folder: folder) } catch {
+                throw PretrainError.unwritableOutput(path: folder.appendingPathComponent(SentencePieceTokenizer.addedTokensFile).path,
+                                                     reason: error.localizedDescription)
+            }
             let p = parameters
             let configuration: LlamaConfiguration
             do {
                 configuration = try LlamaConfiguration(
                     hiddenSize: p.hiddenSize, intermediateSize: p.intermediateSize, hiddenLayers: p.layers,
                     attentionHeads: p.heads, kvHeads: p.kvHeads, rmsNormEps: 1e-5, ropeTheta: 10000,
-                    vocabularySize: tokenizer.baseVocabularySize, tieWordEmbeddings: true,
+                    vocabularySize: tokenizer.vocabularySize, tieWordEmbeddings: true,
                     maxPositionEmbeddings: p.context, bosTokenId: tokenizer.bosID, eosTokenIds: [tokenizer.eosID])
             } catch {
                 throw PretrainError.invalidParameter(error.localizedDescription)
@@ -682,6 +691,16 @@ public final class Pretrainer {
             throw error
         } catch {
             throw PretrainError.unwritableOutput(path: url.path, reason: error.localizedDescription)
+        }
+    }
+
+    /// Writes (or removes) `folder/added_tokens.json` for `tokenizer`'s added tokens.
+    static func writeAddedTokens(_ tokenizer: SentencePieceTokenizer, folder: URL) throws {
+        let url = folder.appendingPathComponent(SentencePieceTokenizer.addedTokensFile)
+        if let data = try tokenizer.addedTokensJSON() {
+            try data.write(to: url, options: .atomic)
+        } else if FileManager.default.fileExists(atPath: url.path) {
+            try FileManager.default.removeItem(at: url)
         }
     }
 

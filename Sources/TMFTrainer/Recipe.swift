@@ -39,16 +39,24 @@ public struct TrainingRecipe: Sendable, Equatable {
 /// windows of 256 tokens, 8 per step, lr 3e-3; a corpus of the dataset's text, history and
 /// question sentences (`PretrainCorpus.build`), plus copy drills (one per item, 1,000 to 3,000)
 /// and look-up drills (two per item, 2,000 to 6,000; only when items have categories); steps
-/// = two passes over that corpus's estimated tokens, between 600 and 1,500.
+/// = two passes over that corpus's estimated tokens, between 600 and 1,500; every item title one
+/// token (`titleTokens`).
 public struct LanguageModelPlan: Codable, Sendable, Equatable {
     public var parameters: PretrainParameters
     public var copyDrills: Int
     public var lookupDrills: Int
+    /// Every item title is one token of the model (`added_tokens.json`, after the trained
+    /// pieces): a candidate's ranking score is then one token's log-probability (plus the end
+    /// token's), with no length effects, and the model learns each item's token from every
+    /// sentence that names it. MovieLens-100k, test ranking HitRate@1 of the LLM alone: 0.520
+    /// with title tokens, 0.390 without (popularity 0.402).
+    public var titleTokens: Bool
 
-    public init(parameters: PretrainParameters, copyDrills: Int, lookupDrills: Int) {
+    public init(parameters: PretrainParameters, copyDrills: Int, lookupDrills: Int, titleTokens: Bool = true) {
         self.parameters = parameters
         self.copyDrills = copyDrills
         self.lookupDrills = lookupDrills
+        self.titleTokens = titleTokens
     }
 
     /// The documented size rule for `dataset`; `steps` overrides the step budget.

@@ -17,6 +17,24 @@ final class PretrainCommandTests: XCTestCase {
         }
         assertFailure(try runTMF(["pretrain", "--data", "Fixtures/shop", "--lookup-drills=-1", "--out", out.path]),
                       mentions: "--lookup-drills")
+        assertFailure(try runTMF(["pretrain", "--corpus", corpus.path, "--title-tokens", "--out", out.path]), mentions: "--title-tokens")
+        assertFailure(try runTMF(["pretrain", "--data", "Fixtures/shop", "--title-tokens", "--init", "Fixtures/models/tiny-llama",
+                                  "--out", out.path]), mentions: "--title-tokens")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
+    }
+
+    /// `--title-tokens`: every item title of the dataset is one token of the written folder.
+    func testTitleTokens() throws {
+        let out = scratchURL("tmf-pretrain-titles")
+        let r = try runTMF(["pretrain", "--data", "Fixtures/shop", "--title-tokens", "--steps", "2", "--vocab", "400",
+                            "--hidden", "32", "--layers", "1", "--ffn", "64", "--seq-len", "64", "--quiet", "--threads", "1",
+                            "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let added = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("added_tokens.json"))) as? [String: Int])
+        let items = try String(contentsOf: packageRoot.appendingPathComponent("Fixtures/shop/items.jsonl"), encoding: .utf8)
+            .split(separator: "\n").compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(Set(added.keys), Set(items.compactMap { $0["title"] as? String }))
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as? [String: Any])
+        XCTAssertEqual(config["vocab_size"] as? Int, (added.values.max() ?? 0) + 1)
     }
 }

@@ -94,6 +94,33 @@ final class PretrainTests: XCTestCase {
         XCTAssertLessThan(s2.firstLoss, s1.firstLoss * 0.7, "continued run starts from the trained weights")
     }
 
+    /// Added tokens (item titles as single tokens): the model's vocabulary covers them, the
+    /// folder lists them in added_tokens.json, a reloaded folder encodes them alike, and a run
+    /// continued with --init keeps them.
+    func testTitleTokensAreModelVocabulary() throws {
+        let first = temp.appendingPathComponent("first"), second = temp.appendingPathComponent("second")
+        let titles = ["red helmet", "blue bottle", "green tent"]
+        let a = try Pretrainer(corpus: smallCorpus(), parameters: tinyParameters(steps: 3), folder: first, addedTokens: titles)
+        let base = a.tokenizer.baseVocabularySize
+        XCTAssertEqual(a.tokenizer.addedTokens, titles)
+        XCTAssertEqual(a.model.configuration.vocabularySize, base + 3)
+        XCTAssertTrue(a.trainTokens.contains(base) && a.trainTokens.contains(base + 2), "the corpus uses the title tokens")
+        _ = try a.run()
+        let loaded = try SentencePieceTokenizer(directory: first, specialTokens: SentencePieceTokenizer.tmfSpecialTokens)
+        XCTAssertEqual(loaded.addedTokens, titles)
+        XCTAssertEqual(try loaded.encode("the blue bottle", addBOS: false).last, base + 1)
+        XCTAssertEqual(loaded.specialTokenID("[MT_i]"), base + 3)
+        XCTAssertEqual(try LlamaConfiguration.load(directory: first).vocabularySize, base + 3)
+        let b = try Pretrainer(corpus: smallCorpus(), parameters: tinyParameters(steps: 1), folder: second, initFrom: first)
+        XCTAssertEqual(b.tokenizer.addedTokens, titles)
+        XCTAssertEqual(try Data(contentsOf: second.appendingPathComponent(SentencePieceTokenizer.addedTokensFile)),
+                       try Data(contentsOf: first.appendingPathComponent(SentencePieceTokenizer.addedTokensFile)))
+        // Without added tokens there is no file.
+        let c = try Pretrainer(corpus: smallCorpus(), parameters: tinyParameters(steps: 1), folder: temp.appendingPathComponent("c"))
+        XCTAssertEqual(c.model.configuration.vocabularySize, c.tokenizer.baseVocabularySize)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temp.appendingPathComponent("c/added_tokens.json").path))
+    }
+
     /// A hand-made shop: one user's validation and test answers (and everything after the
     /// validation target) never appear in the history sentences; earlier events do.
     func testDatasetCorpusExcludesHeldOutEvents() throws {
