@@ -131,9 +131,10 @@ final class ChunkedFile {
 /// Size limits of the dataset files, checked while streaming (before the memory is allocated).
 public enum DataLimits {
     /// The longest line (or CSV record) accepted in `items.jsonl`, `interactions.csv` and RecBole
-    /// atomic files: 16 MiB. A longer one is refused with `DataError.lineTooLong` as soon as the
-    /// reader has seen that many bytes of it, so memory stays bounded whatever the file holds.
-    public static let maximumLineBytes = 16 << 20
+    /// atomic files: 1 MiB (an item's description is a few kilobytes; an event a few dozen bytes).
+    /// A longer one is refused with `DataError.lineTooLong` as soon as the reader has seen that
+    /// many bytes of it, so memory stays bounded whatever the file holds.
+    public static let maximumLineBytes = 1 << 20
     /// The largest `dataset.json` accepted: 16 MiB (refused from its size, before reading).
     public static let maximumJSONFileBytes = 16 << 20
 }
@@ -175,7 +176,7 @@ private func forEachLine(
         onRead(buffer[before...])
         var start = 0
         var scan = before  // the bytes before hold no newline: they are the start of a line
-        while let nl = buffer[scan...].firstIndex(of: 0x0A) {
+        while let nl = firstNewline(in: buffer, from: scan) {
             lineNumber += 1
             var end = nl
             if end > start && buffer[end - 1] == 0x0D { end -= 1 }
@@ -200,6 +201,15 @@ private func forEachLine(
         if buffer.count > maxLineBytes + 1 {  // + 1: a line's "\r" before its "\n"
             throw DataError.lineTooLong(file: path, line: lineNumber + 1, limit: maxLineBytes)
         }
+    }
+}
+
+/// The index of the first `\n` in `buffer` at or after `from` (`memchr`: fast even unoptimised).
+private func firstNewline(in buffer: [UInt8], from: Int) -> Int? {
+    if from >= buffer.count { return nil }
+    return buffer.withUnsafeBytes { raw -> Int? in
+        guard let hit = memchr(raw.baseAddress! + from, 0x0A, raw.count - from) else { return nil }
+        return raw.baseAddress!.distance(to: UnsafeRawPointer(hit))
     }
 }
 
