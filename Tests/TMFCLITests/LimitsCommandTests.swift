@@ -141,15 +141,15 @@ final class LimitsCommandTests: XCTestCase {
         let s = try makeSetup()
         // One more user with many events over half the items (a purchase every 1,000th). The
         // unoptimised test binary takes about 20 s a million events to load a dataset (the
-        // SHA-256 fingerprint) and as long to parse a history file, so this test uses 100,000
-        // and 200,000; a million were run by hand (README "Limits").
+        // SHA-256 fingerprint) and as long to parse a history file, so this test uses 50,000
+        // and 100,000; a million were run by hand (README "Limits").
         let ids = try String(contentsOf: s.shop.appendingPathComponent("items.jsonl"), encoding: .utf8)
             .split(separator: "\n").prefix(20).map { line -> String in
                 let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
                 return try XCTUnwrap(object["item_id"] as? String)
             }
         var csv = Data()
-        for k in 0..<100_000 {
+        for k in 0..<50_000 {
             csv.append(contentsOf: "heavy,\(ids[(k * 7) % 20]),\(k % 1000 == 999 ? "purchase" : "view"),\(1_700_000_000 + k)\n".utf8)
         }
         let events = try FileHandle(forWritingTo: s.shop.appendingPathComponent("interactions.csv"))
@@ -170,7 +170,7 @@ final class LimitsCommandTests: XCTestCase {
         XCTAssertEqual(user.stdout.split(separator: "\n").count, 3, user.stdout)
         let history = s.root.appendingPathComponent("history.txt")
         var lines = Data(), oneLine = Data()
-        for k in 0..<200_000 {
+        for k in 0..<100_000 {
             let event = "view:\(ids[(k * 7) % 20])"
             lines.append(contentsOf: (event + "\n").utf8)
             oneLine.append(contentsOf: (k == 0 ? event : "," + event).utf8)
