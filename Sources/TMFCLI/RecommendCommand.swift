@@ -166,7 +166,7 @@ struct RecommendCommand: ParsableCommand {
                 } else if let historyFile {
                     try forEachLine(of: historyFile, maxLineBytes: CommandLimits.requestLineBytes) { bytes, n in
                         guard let line = String(validating: bytes, as: UTF8.self) else {
-                            throw DataError.notUTF8(file: historyFile, line: n)
+                            throw DataError.invalidArgument("\(historyFile):\(n): not valid UTF-8; write the history as UTF-8 text")
                         }
                         try collector.add(parsing: Substring(line), what: "\(historyFile):\(n)")
                     }
