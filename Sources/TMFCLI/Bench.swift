@@ -37,7 +37,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let threads = compute.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threads = compute.effectiveThreads
         BLAS.setThreads(threads)
         #if DEBUG
         print("warning: debug build; run `swift build -c release` and bench the release binary for real figures")

@@ -32,7 +32,7 @@ struct EmbedCommand: ParsableCommand {
     @Flag(help: "Print {\"embeddings\": [[...], ...]} (one row per input, in order).")
     var json = false
 
-    @Option(help: "Inputs per forward pass.")
+    @Option(help: "Inputs per forward pass (at most 1024).")
     var batchSize: Int = 16
 
     @OptionGroup var compute: ComputeOptions
@@ -43,10 +43,11 @@ struct EmbedCommand: ParsableCommand {
                                                 : "give either --image or --text, not both")
         }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if batchSize > CommandLimits.batchSize { throw refuseLimit(batchSizeMessage(batchSize)) }
     }
 
     func run() throws {
-        BLAS.setThreads(compute.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        compute.apply()
         do {
             let folder = try existingFolder(clip, option: "--clip", what: "a CLIP folder (config.json, model.safetensors, vocab.json, merges.txt)")
             let model = try CLIPModel.load(directory: folder)

@@ -45,7 +45,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Target behavior (default: dataset.json's target).")
     var target: String?
 
-    @Option(help: "Prompts generated together.")
+    @Option(help: "Prompts generated together (at most 1024).")
     var batchSize: Int = 8
 
     @Flag(help: "Drop invalid dataset rows (counted on stderr) instead of failing (default: as the model was trained).")
@@ -69,6 +69,7 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("unknown --baseline '\(baseline)'; use popular, random or mbht")
         }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if batchSize > CommandLimits.batchSize { throw refuseLimit(batchSizeMessage(batchSize)) }
         if rank && constrained { throw ValidationError("give --rank or --constrained, not both") }
         if constrained && baseline != nil { throw ValidationError("--constrained decodes the LLM; baselines take --rank or nothing") }
         if let normalization, LengthNormalization(rawValue: normalization) == nil {

@@ -54,7 +54,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        BLAS.setThreads(compute.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        compute.apply()
         do {
             let folder = try existingFolder(llm, option: "--llm", what: "a Llama folder (config.json, model.safetensors, tokenizer.model)")
             let tokenizerURL = folder.appendingPathComponent("tokenizer.model")

@@ -59,7 +59,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Context length written to config.json (max_position_embeddings).")
     var context: Int = 512
 
-    @Option(help: "Optimiser steps.")
+    @Option(help: "Optimiser steps (at most 10,000,000).")
     var steps: Int = 500
 
     @Option(help: "Windows per step.")
@@ -106,6 +106,8 @@ struct PretrainCommand: ParsableCommand {
         guard (corpus == nil) != (data == nil) else {
             throw PretrainError.invalidParameter("give exactly one of --corpus FILE.txt or --data DATASET")
         }
+        if steps > CommandLimits.steps { throw PretrainError.invalidParameter(stepsMessage("--steps", "\(steps)")) }
+        if batchSize > CommandLimits.batchSize { throw PretrainError.invalidParameter(batchSizeMessage(batchSize)) }
         if copyDrills < 0 || (copyDrills > 0 && data == nil) {
             throw PretrainError.invalidParameter("--copy-drills needs --data and must not be negative")
         }
@@ -120,7 +122,7 @@ struct PretrainCommand: ParsableCommand {
         }
         if let threads = compute.threads {
             guard threads >= 1 else { throw PretrainError.invalidParameter("--threads must be at least 1") }
-            BLAS.setThreads(threads)
+            BLAS.setThreads(compute.effectiveThreads)
         }
         let parameters = PretrainParameters(
             vocabularySize: vocab, hiddenSize: hidden, layers: layers, heads: heads, kvHeads: kvHeads,

@@ -14,7 +14,10 @@ struct RecommendCommand: ParsableCommand {
             Ranks the candidates by the LLM's log-likelihood of each title after the hybrid prompt and prints the top K \
             as ITEM_ID<TAB>TITLE<TAB>SCORE (a softmax over the candidates). --batch FILE.jsonl takes one request a line: \
             {"history": "view:I1,cart:I2"} or {"user": "U7"}, optionally with "candidates": ["I3", …] and "top": K; it \
-            prints one JSON object a line.
+            prints one JSON object a line. --history-file FILE takes a history too long for the command line: one \
+            behavior:item_id event a line (or comma-separated), oldest first; prompts and MBHT use only its last events, \
+            and its items count for --exclude-history. At most 1000 candidates and --top 1000; a request line may hold \
+            64 MiB.
             """
     )
 
@@ -23,6 +26,9 @@ struct RecommendCommand: ParsableCommand {
 
     @Option(help: "Comma-separated behavior:item_id events, oldest first, e.g. \"view:I1,cart:I2\".")
     var history: String?
+
+    @Option(help: "A file of behavior:item_id events, one a line or comma-separated, oldest first (any length).")
+    var historyFile: String?
 
     @Option(help: "A user of the dataset: the history is the user's events.")
     var user: String?
@@ -36,7 +42,7 @@ struct RecommendCommand: ParsableCommand {
     @Option(help: "Comma-separated candidate item ids (default: MBHT's top max(10, K)).")
     var candidates: String?
 
-    @Option(help: "How many ranked items to print.")
+    @Option(help: "How many ranked items to print (at most 1000; all candidates when there are fewer).")
     var top: Int = 1
 
     @Flag(help: "Answer by free generation (the paper's way); an answer naming no candidate falls back to the top-ranked item.")
@@ -66,10 +72,13 @@ struct RecommendCommand: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        if [history != nil, user != nil, batch != nil].filter({ $0 }).count != 1 {
-            throw ValidationError("give exactly one of --history, --user or --batch")
+        if [history != nil, historyFile != nil, user != nil, batch != nil].filter({ $0 }).count != 1 {
+            throw ValidationError("give exactly one of --history, --history-file, --user or --batch")
         }
         if top < 1 { throw ValidationError("--top must be at least 1") }
+        if top > CommandLimits.candidates {
+            throw refuseLimit("--top \(top) is more than the \(CommandLimits.candidates) allowed: every candidate is scored in one batch; give at most \(CommandLimits.candidates)")
+        }
         if includeHistory && excludeHistory { throw ValidationError("give --include-history or --exclude-history, not both") }
         if constrained && !generate { throw ValidationError("--constrained applies to --generate") }
         if let normalization, LengthNormalization(rawValue: normalization) == nil {
@@ -83,9 +92,57 @@ struct RecommendCommand: ParsableCommand {
     /// One request: a history and optionally its own candidates and K.
     struct Request {
         var user: String?
+        /// The last events of the history (as many as prompts and MBHT use), oldest first.
         var events: [HistoryEvent]
+        /// Every item of the whole history (for --exclude-history).
+        var items: Set<Int>
         var candidates: [Int]?
         var top: Int
+    }
+
+    /// Collects a history of any length, keeping its last `keep` events and the set of its items,
+    /// so memory is bounded by `keep` and the item count, not by the history's length.
+    struct HistoryCollector {
+        let dataset: Dataset
+        let keep: Int
+        private(set) var recent: [HistoryEvent] = []
+        private(set) var items: Set<Int> = []
+        private(set) var count = 0
+
+        init(dataset: Dataset, keep: Int) {
+            self.dataset = dataset
+            self.keep = max(1, keep)
+        }
+
+        /// Adds one event.
+        mutating func add(_ event: HistoryEvent) {
+            count += 1
+            items.insert(event.item)
+            recent.append(event)
+            if recent.count >= 2 * keep { recent.removeFirst(recent.count - keep) }
+        }
+
+        /// Adds the comma-separated behavior:item_id events of `text`; `what` names it in errors.
+        mutating func add(parsing text: Substring, what: String) throws {
+            for raw in text.split(separator: ",") {
+                let part = trimmedBlanks(raw)
+                if part.isEmpty { continue }
+                guard let colon = part.firstIndex(of: ":") else {
+                    throw DataError.invalidArgument("\(what): '\(part.prefix(200))' is not behavior:item_id")
+                }
+                let b = String(part[..<colon]), id = String(part[part.index(after: colon)...])
+                guard let behavior = dataset.behaviors.firstIndex(where: { $0.name == b }) else {
+                    throw DataError.invalidArgument("\(what): unknown behavior '\(b.prefix(200))'; known: \(dataset.behaviors.map(\.name).joined(separator: ", "))")
+                }
+                guard let item = dataset.itemIndex[id] else {
+                    throw DataError.invalidArgument("\(what): unknown item id '\(id.prefix(200))' (not in \(dataset.url.path)/items.jsonl)")
+                }
+                add(HistoryEvent(behavior: behavior, item: item))
+            }
+        }
+
+        /// The last `keep` events, oldest first.
+        var events: [HistoryEvent] { Array(recent.suffix(keep)) }
     }
 
     func run() throws {
@@ -96,17 +153,32 @@ struct RecommendCommand: ParsableCommand {
             if let target, target != trained.spec.target {
                 throw DataError.invalidArgument("--target \(target): this model was trained to predict '\(trained.spec.target)'; train one with that target")
             }
+            // Prompts and MBHT see only the last events: keep that many of any history.
+            let keep = max(trained.spec.training.historyLength, trained.spec.graph.maxSequenceLength)
             let requests: [Request]
             if let batch {
-                requests = try readBatch(batch, dataset: dataset)
+                requests = try readBatch(batch, dataset: dataset, keep: keep)
             } else {
-                let events = try history.map { try parseHistory($0, dataset: dataset, what: "--history") }
-                    ?? userHistory(user!, dataset: dataset, what: "--user")
+                var collector = HistoryCollector(dataset: dataset, keep: keep)
+                if let history {
+                    try collector.add(parsing: Substring(history), what: "--history")
+                    if collector.count == 0 { throw emptyHistory("--history") }
+                } else if let historyFile {
+                    try forEachLine(of: historyFile, maxLineBytes: CommandLimits.requestLineBytes) { bytes, n in
+                        guard let line = String(validating: bytes, as: UTF8.self) else {
+                            throw DataError.invalidArgument("\(historyFile):\(n): not valid UTF-8; write the history as UTF-8 text")
+                        }
+                        try collector.add(parsing: Substring(line), what: "\(historyFile):\(n)")
+                    }
+                    if collector.count == 0 { throw emptyHistory(historyFile) }
+                } else {
+                    try collectUserHistory(user!, into: &collector, what: "--user")
+                }
                 let listed = try candidates.map { text in
                     try parseCandidates(text.split(separator: ",", omittingEmptySubsequences: false).map(String.init),
                                         dataset: dataset, what: "--candidates")
                 }
-                requests = [Request(user: user, events: events, candidates: listed, top: top)]
+                requests = [Request(user: user, events: collector.events, items: collector.items, candidates: listed, top: top)]
             }
             let eligible = includeHistory || (!excludeHistory && (trained.spec.historyEligible ?? false))
             let norm = normalization.flatMap(LengthNormalization.init(rawValue:)) ?? trained.spec.normalization ?? Pipeline.defaultNormalization
@@ -121,7 +193,7 @@ struct RecommendCommand: ParsableCommand {
                 for q in chunk {
                     var list = q.candidates ?? []
                     if q.candidates == nil {
-                        let seen = eligible ? [] : Set(q.events.map(\.item))
+                        let seen = eligible ? [] : q.items
                         let graphHistory = q.events.suffix(trained.spec.graph.maxSequenceLength).map { GraphEvent(item: $0.item, behavior: $0.behavior) }
                         list = try trained.graph.topK(history: Array(graphHistory), k: max(10, q.top), excluding: seen).map(\.item)
                         if list.isEmpty {  // the history holds every item: answer among them rather than not at all
@@ -179,35 +251,27 @@ struct RecommendCommand: ParsableCommand {
         }
     }
 
-    /// Parses "behavior:item,behavior:item" against the dataset's behaviors and items.
-    func parseHistory(_ text: String, dataset: Dataset, what: String) throws -> [HistoryEvent] {
-        let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        if parts.isEmpty { throw DataError.invalidArgument("\(what) is empty; give behavior:item_id events, e.g. \"view:I1,cart:I2\"") }
-        return try parts.map { part in
-            guard let colon = part.firstIndex(of: ":") else {
-                throw DataError.invalidArgument("\(what): '\(part)' is not behavior:item_id")
-            }
-            let b = String(part[..<colon]), id = String(part[part.index(after: colon)...])
-            guard let behavior = dataset.behaviors.firstIndex(where: { $0.name == b }) else {
-                throw DataError.invalidArgument("\(what): unknown behavior '\(b)'; known: \(dataset.behaviors.map(\.name).joined(separator: ", "))")
-            }
-            guard let item = dataset.itemIndex[id] else {
-                throw DataError.invalidArgument("\(what): unknown item id '\(id)' (not in \(dataset.url.path)/items.jsonl)")
-            }
-            return HistoryEvent(behavior: behavior, item: item)
-        }
+    /// The error for a history with no event.
+    func emptyHistory(_ what: String) -> DataError {
+        DataError.invalidArgument("\(what) is empty; give behavior:item_id events, e.g. \"view:I1,cart:I2\"")
     }
 
-    /// Every event of a dataset user, oldest first.
-    func userHistory(_ id: String, dataset: Dataset, what: String) throws -> [HistoryEvent] {
+    /// Every event of a dataset user, oldest first, into `collector`.
+    func collectUserHistory(_ id: String, into collector: inout HistoryCollector, what: String) throws {
+        let dataset = collector.dataset
         guard let u = dataset.userIDs.firstIndex(of: id) else {
-            throw DataError.invalidArgument("\(what): unknown user '\(id)' (not in \(dataset.url.path)/interactions.csv)")
+            throw DataError.invalidArgument("\(what): unknown user '\(id.prefix(200))' (not in \(dataset.url.path)/interactions.csv)")
         }
-        return dataset.events(ofUser: u).map { HistoryEvent(behavior: Int(dataset.eventBehaviors[$0]), item: Int(dataset.eventItems[$0])) }
+        for e in dataset.events(ofUser: u) {
+            collector.add(HistoryEvent(behavior: Int(dataset.eventBehaviors[e]), item: Int(dataset.eventItems[e])))
+        }
     }
 
     /// Item ids to indices: known, distinct, at least one.
     func parseCandidates(_ ids: [String], dataset: Dataset, what: String) throws -> [Int] {
+        if ids.count > CommandLimits.candidates {
+            throw DataError.invalidArgument("\(what) lists \(ids.count) items, more than the \(CommandLimits.candidates) candidates allowed: every candidate is scored in one batch")
+        }
         let items = try ids.map { raw in
             let id = raw.trimmingCharacters(in: .whitespaces)
             guard let i = dataset.itemIndex[id] else {
@@ -220,24 +284,26 @@ struct RecommendCommand: ParsableCommand {
         return items
     }
 
-    /// Reads and checks every request of a JSON Lines file before answering any.
-    func readBatch(_ path: String, dataset: Dataset) throws -> [Request] {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw DataError.io(path: path, reason: "cannot read it as UTF-8 text")
-        }
+    /// Reads and checks every request of a JSON Lines file before answering any. The file is
+    /// streamed a line at a time (a line may hold `CommandLimits.requestLineBytes`), and each
+    /// request keeps only the last `keep` events of its history.
+    func readBatch(_ path: String, dataset: Dataset, keep: Int) throws -> [Request] {
         var out: [Request] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let where_ = "\(path):\(n + 1)"
-            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+        try forEachLine(of: path, maxLineBytes: CommandLimits.requestLineBytes) { bytes, n in
+            let where_ = "\(path):\(n)"
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
                 throw DataError.invalidArgument("\(where_): not a JSON object; give {\"history\": \"view:I1,cart:I2\"} or {\"user\": \"U1\"}")
             }
-            let events: [HistoryEvent]
+            var collector = HistoryCollector(dataset: dataset, keep: keep)
             var user: String?
             switch (object["history"], object["user"]) {
-            case let (h as String, nil): events = try parseHistory(h, dataset: dataset, what: where_)
-            case let (nil, u as String): user = u; events = try userHistory(u, dataset: dataset, what: where_)
+            case let (h as String, nil):
+                try collector.add(parsing: Substring(h), what: where_)
+                if collector.count == 0 { throw emptyHistory(where_) }
+            case let (nil, u as String):
+                user = u
+                try collectUserHistory(u, into: &collector, what: where_)
             default: throw DataError.invalidArgument("\(where_): give exactly one of \"history\" (a string) or \"user\"")
             }
             var listed: [Int]?
@@ -248,11 +314,27 @@ struct RecommendCommand: ParsableCommand {
             var k = top
             if let t = object["top"] {
                 guard let v = t as? Int, v >= 1 else { throw DataError.invalidArgument("\(where_): \"top\" must be an integer of at least 1") }
+                if v > CommandLimits.candidates {
+                    throw DataError.invalidArgument("\(where_): \"top\" \(v) is more than the \(CommandLimits.candidates) allowed")
+                }
                 k = v
             }
-            out.append(Request(user: user, events: events, candidates: listed, top: k))
+            out.append(Request(user: user, events: collector.events, items: collector.items, candidates: listed, top: k))
         }
         if out.isEmpty { throw DataError.invalidArgument("\(path) has no request") }
         return out
     }
+}
+
+/// `s` without its leading and trailing spaces and tabs (cheap: no Foundation bridging, for
+/// histories of millions of events).
+func trimmedBlanks(_ s: Substring) -> Substring {
+    var lo = s.startIndex, hi = s.endIndex
+    while lo < hi, s[lo] == " " || s[lo] == "\t" { lo = s.index(after: lo) }
+    while hi > lo {
+        let p = s.index(before: hi)
+        guard s[p] == " " || s[p] == "\t" else { break }
+        hi = p
+    }
+    return s[lo..<hi]
 }

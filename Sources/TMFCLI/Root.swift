@@ -16,11 +16,14 @@ public struct TMFCommand: ParsableCommand {
 
 /// Options shared by commands that run numeric work.
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for OpenBLAS and the elementwise/row kernels (default: all cores).")
+    @Option(help: "Threads for OpenBLAS and the elementwise/row kernels (default: all cores; more than the cores are clamped to the cores; at most 1024).")
     var threads: Int?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let threads, threads > CommandLimits.threads {
+            throw refuseLimit("--threads \(threads) is more than the \(CommandLimits.threads) allowed; give at most the machine's cores (\(ProcessInfo.processInfo.activeProcessorCount) here)")
+        }
     }
 }
 

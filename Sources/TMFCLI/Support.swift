@@ -246,8 +246,51 @@ private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -
 }
 
 extension ComputeOptions {
-    /// Applies `--threads` (default all cores) to OpenBLAS and the kernels.
-    func apply() {
-        BLAS.setThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+    /// `--threads`, clamped to the machine's cores (more only slows the work); all cores by default.
+    var effectiveThreads: Int {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        return min(threads ?? cores, cores)
     }
+
+    /// Applies `effectiveThreads` to OpenBLAS and the kernels.
+    func apply() {
+        BLAS.setThreads(effectiveThreads)
+    }
+}
+
+/// The largest sizes the command line accepts (README "Limits"). A value past one is refused
+/// with one `tmf:` line before any work: it cannot be meant, and honouring it would allocate
+/// without bound or overflow.
+enum CommandLimits {
+    /// `--threads`: 1,024 (values above the machine's cores are clamped to the cores).
+    static let threads = 1024
+    /// `--batch-size` of train, eval, pretrain and embed: 1,024 examples (activations grow with it).
+    static let batchSize = 1024
+    /// `--grad-accum`: 1,024 batches a step.
+    static let accumulation = 1024
+    /// `--steps`, `--pretrain-steps`: 10,000,000 optimiser steps (also what `--epochs` may come to).
+    static let steps = 10_000_000
+    /// `--top` and candidates of one request (`--candidates`, a batch line's "candidates" and
+    /// "top"): 1,000 (every candidate is a row of one scoring batch).
+    static let candidates = 1000
+    /// A line of a `--batch` requests file or of a `--history-file`: 64 MiB (a history of about
+    /// four million events; longer ones belong in a `--history-file`, one event a line).
+    static let requestLineBytes = 64 << 20
+}
+
+/// Refuses a command-line value past a limit: one `tmf:` line on stderr, exit status 64 (the
+/// status of ArgumentParser's own validation errors).
+func refuseLimit(_ message: String) -> ExitCode {
+    printError("tmf: \(message)")
+    return ExitCode.validationFailure
+}
+
+/// The message refusing `--batch-size n` past `CommandLimits.batchSize`.
+func batchSizeMessage(_ n: Int) -> String {
+    "--batch-size \(n) is more than the \(CommandLimits.batchSize) allowed: a batch's activations are allocated at once; use a smaller batch (and --grad-accum to train on more examples a step)"
+}
+
+/// The message refusing a step count past `CommandLimits.steps`.
+func stepsMessage(_ option: String, _ n: String) -> String {
+    "\(option) \(n) is more than the \(CommandLimits.steps) optimiser steps allowed; give fewer"
 }

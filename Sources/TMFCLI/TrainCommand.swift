@@ -18,21 +18,21 @@ struct TrainCommand: ParsableCommand {
     var out: String = "tmf-model"
     @Option(help: "Llama folder (config.json, model.safetensors, tokenizer.model); default: the bundled tiny Llama on the bundled shop, else a small Llama pretrained on the dataset (the [pretrain] stage).")
     var llm: String?
-    @Option(help: "[pretrain] stage: optimiser steps (default: by the dataset's size, 600-1500; see README).")
+    @Option(help: "[pretrain] stage: optimiser steps (default: by the dataset's size, 600-1500; see README; at most 10,000,000).")
     var pretrainSteps: Int?
     @Option(help: "[pretrain] stage: tokenizer vocabulary (default: 1000 + items / 2, at most 4000).")
     var pretrainVocab: Int?
     @Option(help: "CLIP folder (config.json, model.safetensors, vocab.json, merges.txt).")
     var clip: String?
-    @Option(help: "Optimiser steps T (default 300; 600 with the bundled tiny Llama, 1200 with a pretrained one).")
+    @Option(help: "Optimiser steps T (default 300; 600 with the bundled tiny Llama, 1200 with a pretrained one; at most 10,000,000).")
     var steps: Int?
-    @Option(help: "Epochs over the training examples (instead of --steps).")
+    @Option(help: "Epochs over the training examples (instead of --steps; refused when they come to more than 10,000,000 steps).")
     var epochs: Double?
     @Option(help: "Curriculum threshold T1 (default T/3).")
     var t1: Int?
-    @Option(help: "Examples per batch.")
+    @Option(help: "Examples per batch (at most 1024; batches larger than the training set are allowed).")
     var batchSize: Int = 8
-    @Option(name: .customLong("grad-accum"), help: "Batches accumulated per step.")
+    @Option(name: .customLong("grad-accum"), help: "Batches accumulated per step (at most 1024).")
     var gradAccum: Int = 1
     @Option(help: "Peak learning rate (default 1e-3; 5e-3 with a small Llama).")
     var lr: Float?
@@ -78,6 +78,17 @@ struct TrainCommand: ParsableCommand {
         }
         if steps != nil && epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if let steps, steps > CommandLimits.steps { throw refuseLimit(stepsMessage("--steps", "\(steps)")) }
+        if let pretrainSteps, pretrainSteps > CommandLimits.steps { throw refuseLimit(stepsMessage("--pretrain-steps", "\(pretrainSteps)")) }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if batchSize > CommandLimits.batchSize { throw refuseLimit(batchSizeMessage(batchSize)) }
+        if gradAccum < 1 { throw ValidationError("--grad-accum must be at least 1") }
+        if gradAccum > CommandLimits.accumulation {
+            throw refuseLimit("--grad-accum \(gradAccum) is more than the \(CommandLimits.accumulation) batches a step allowed; give fewer")
+        }
+        if let epochs, epochs > Double(CommandLimits.steps) {
+            throw refuseLimit("--epochs \(epochs) comes to more than the \(CommandLimits.steps) optimiser steps allowed; give fewer")
+        }
         if let epochs, !(epochs > 0) { throw ValidationError("--epochs must be positive") }
         if graphEpochs < 1 { throw ValidationError("--graph-epochs must be at least 1") }
         if let graphWeight, !(graphWeight >= 0 && graphWeight.isFinite) { throw ValidationError("--graph-weight must be a finite number ≥ 0") }
@@ -126,7 +137,11 @@ struct TrainCommand: ParsableCommand {
                 // Count training examples once to turn epochs into steps.
                 let d = try loaded ?? Dataset.load(from: dataURL, options: LoadOptions(skipInvalid: skipInvalid))
                 let n = SplitExamples(d).train.count
-                totalSteps = max(1, Int((Double(n) * epochs / Double(batchSize * gradAccum)).rounded(.up)))
+                let exact = (Double(n) * epochs / Double(batchSize * gradAccum)).rounded(.up)
+                if exact > Double(CommandLimits.steps) {
+                    throw DataError.invalidArgument("--epochs \(epochs) on \(n) training examples comes to \(exact) optimiser steps, more than the \(CommandLimits.steps) allowed; give fewer")
+                }
+                totalSteps = max(1, Int(exact))
             }
             options.training = TrainingParameters(steps: totalSteps, threshold: t1, batchSize: batchSize, accumulation: gradAccum,
                                                   learningRate: learningRate, evalEvery: evalEvery, evalLimit: evalLimit, seed: seed,

@@ -1,4 +1,5 @@
 import Foundation
+import TMFCheckpoint
 
 /// The activation between a CLIP MLP's two layers (`hidden_act`).
 public enum CLIPActivation: String, Codable, Sendable {
@@ -178,7 +179,7 @@ public struct CLIPConfiguration: Codable, Sendable, Equatable {
             throw CLIPError.cannotReadConfig(file: url.path, reason: "the file does not exist")
         }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        do { data = try readSmallFile(url) } catch {
             throw CLIPError.cannotReadConfig(file: url.path, reason: "it cannot be read (\(error.localizedDescription))")
         }
         return try decode(data, file: url.path)

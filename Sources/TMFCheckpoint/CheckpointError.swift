@@ -69,6 +69,8 @@ public enum CheckpointError: Error, LocalizedError, Equatable {
     case unknownDType(path: String, tensor: String, dtype: String)
     /// A tensor's `shape` is not a list of non-negative integers (or its size overflows).
     case invalidShape(path: String, tensor: String, reason: String)
+    /// A tensor's shape claims more than `limit` elements (`SafeTensorsFile.maximumTensorElements`).
+    case tensorTooLarge(path: String, tensor: String, shape: [Int], limit: Int)
     /// A tensor's `data_offsets` is not `[begin, end]` with integers `0 <= begin <= end`.
     case invalidDataOffsets(path: String, tensor: String, reason: String)
     /// A tensor's bytes end past the data region (the file is truncated or the header is wrong).
@@ -124,6 +126,10 @@ public enum CheckpointError: Error, LocalizedError, Equatable {
         case let .invalidShape(path, tensor, reason):
             return "Tensor '\(tensor)' in \(path) has an invalid shape: \(reason). The shape must be a "
                 + "list of non-negative integers; the file is corrupt, export it again."
+        case let .tensorTooLarge(path, tensor, shape, limit):
+            let count = shape.reduce(1, *)
+            return "Tensor '\(tensor)' in \(path) claims shape \(shape) (\(count) elements), more than the \(limit) "
+                + "elements one tensor may have: the file is corrupt or not a model checkpoint. Export it again."
         case let .invalidDataOffsets(path, tensor, reason):
             return "Tensor '\(tensor)' in \(path) has invalid data_offsets: \(reason). They must be "
                 + "[begin, end] with 0 <= begin <= end; the file is corrupt, export it again."

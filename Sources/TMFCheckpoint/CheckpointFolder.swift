@@ -71,7 +71,7 @@ public final class CheckpointFolder: TensorSource, @unchecked Sendable {
         let path = index.path
         let bytes: [UInt8]
         do {
-            bytes = Array(try Data(contentsOf: index))
+            bytes = Array(try readSmallFile(index))
         } catch {
             throw CheckpointError.invalidIndex(path: path, reason: "cannot read it (\(error.localizedDescription))")
         }

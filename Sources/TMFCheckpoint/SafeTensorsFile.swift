@@ -85,6 +85,10 @@ final class MappedFile: @unchecked Sendable {
 public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
     /// Largest header accepted (as the reference implementation: 100 MB).
     public static let maximumHeaderSize = 100_000_000
+    /// Most elements one tensor may claim: 2^34 (64 GiB as Float32, eight times the largest
+    /// tensor of any released Llama). A header claiming more is refused with
+    /// `CheckpointError.tensorTooLarge` on open, before anything is allocated for it.
+    public static let maximumTensorElements = 1 << 34
 
     /// The file.
     public let url: URL
@@ -102,7 +106,7 @@ public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
     ///
     /// - Throws: `CheckpointError.cannotOpen`, `.fileTooShort`, `.headerTooLarge`,
     ///   `.headerPastEndOfFile`, `.invalidHeader`, `.unknownDType`, `.invalidShape`,
-    ///   `.invalidDataOffsets`, `.sizeMismatch`, `.dataOutOfBounds`, `.overlappingTensors`.
+    ///   `.tensorTooLarge`, `.invalidDataOffsets`, `.sizeMismatch`, `.dataOutOfBounds`, `.overlappingTensors`.
     public init(contentsOf url: URL) throws {
         self.url = url
         let path = url.path
@@ -334,6 +338,9 @@ public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
             if overflow { throw CheckpointError.invalidShape(path: path, tensor: name, reason: "its size overflows") }
             elements = p
             shape.append(v)
+        }
+        if elements > maximumTensorElements {
+            throw CheckpointError.tensorTooLarge(path: path, tensor: name, shape: shape, limit: maximumTensorElements)
         }
 
         guard let offsetsValue = field("data_offsets") else {

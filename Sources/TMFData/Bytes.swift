@@ -108,6 +108,13 @@ final class ChunkedFile {
 
     deinit { close(fd) }
 
+    /// The size of a regular file; nil for anything else (a pipe, a device, a folder).
+    var regularFileSize: Int? {
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(st.st_size)
+    }
+
     private var scratch = [UInt8](repeating: 0, count: ChunkedFile.chunkSize)
 
     /// Appends up to one chunk to `buffer`; returns false at end of file.
@@ -121,10 +128,42 @@ final class ChunkedFile {
     }
 }
 
+/// Size limits of the dataset files, checked while streaming (before the memory is allocated).
+public enum DataLimits {
+    /// The longest line (or CSV record) accepted in `items.jsonl`, `interactions.csv` and RecBole
+    /// atomic files: 1 MiB (an item's description is a few kilobytes; an event a few dozen bytes).
+    /// A longer one is refused with `DataError.lineTooLong` as soon as the reader has seen that
+    /// many bytes of it, so memory stays bounded whatever the file holds.
+    public static let maximumLineBytes = 1 << 20
+    /// The largest `dataset.json` accepted: 16 MiB (refused from its size, before reading).
+    public static let maximumJSONFileBytes = 16 << 20
+}
+
 /// Calls `body` with each line (without `\n` or `\r\n`) and its 1-based number, streaming.
-/// Every byte read is also fed to `hasher`.
+/// Every byte read is also fed to `hasher`. A line longer than `maxLineBytes` throws
+/// `DataError.lineTooLong` once that many of its bytes are buffered.
 func forEachLine(
-    path: String, hasher: inout SHA256,
+    path: String, hasher: inout SHA256, maxLineBytes: Int = DataLimits.maximumLineBytes,
+    _ body: (ArraySlice<UInt8>, Int) throws -> Void
+) throws {
+    try forEachLine(path: path, maxLineBytes: maxLineBytes, onRead: { hasher.update($0) }, body)
+}
+
+/// Calls `body` with each line of the file at `path` (without `\n` or `\r\n`) and its 1-based
+/// number, streaming in 1 MiB chunks: memory stays bounded for any file size.
+///
+/// - Throws: `DataError.missingFile` or `.io` when the file cannot be read,
+///   `DataError.lineTooLong` as soon as a line passes `maxLineBytes` (before it is held whole),
+///   or what `body` throws.
+public func forEachLine(
+    of path: String, maxLineBytes: Int = DataLimits.maximumLineBytes,
+    _ body: (ArraySlice<UInt8>, Int) throws -> Void
+) throws {
+    try forEachLine(path: path, maxLineBytes: maxLineBytes, onRead: { _ in }, body)
+}
+
+private func forEachLine(
+    path: String, maxLineBytes: Int, onRead: (ArraySlice<UInt8>) -> Void,
     _ body: (ArraySlice<UInt8>, Int) throws -> Void
 ) throws {
     let file = try ChunkedFile(path: path)
@@ -134,23 +173,43 @@ func forEachLine(
     while !eof {
         let before = buffer.count
         eof = !(try file.read(into: &buffer))
-        hasher.update(buffer[before...])
+        onRead(buffer[before...])
         var start = 0
-        while let nl = buffer[start...].firstIndex(of: 0x0A) {
+        var scan = before  // the bytes before hold no newline: they are the start of a line
+        while let nl = firstNewline(in: buffer, from: scan) {
             lineNumber += 1
             var end = nl
             if end > start && buffer[end - 1] == 0x0D { end -= 1 }
+            if end - start > maxLineBytes {
+                throw DataError.lineTooLong(file: path, line: lineNumber, limit: maxLineBytes)
+            }
             try body(buffer[start..<end], lineNumber)
             start = nl + 1
+            scan = start
         }
         if eof && start < buffer.count {
             lineNumber += 1
             var end = buffer.count
             if buffer[end - 1] == 0x0D { end -= 1 }
+            if end - start > maxLineBytes {
+                throw DataError.lineTooLong(file: path, line: lineNumber, limit: maxLineBytes)
+            }
             try body(buffer[start..<end], lineNumber)
             start = buffer.count
         }
         buffer.removeFirst(start)
+        if buffer.count > maxLineBytes + 1 {  // + 1: a line's "\r" before its "\n"
+            throw DataError.lineTooLong(file: path, line: lineNumber + 1, limit: maxLineBytes)
+        }
+    }
+}
+
+/// The index of the first `\n` in `buffer` at or after `from` (`memchr`: fast even unoptimised).
+private func firstNewline(in buffer: [UInt8], from: Int) -> Int? {
+    if from >= buffer.count { return nil }
+    return buffer.withUnsafeBytes { raw -> Int? in
+        guard let hit = memchr(raw.baseAddress! + from, 0x0A, raw.count - from) else { return nil }
+        return raw.baseAddress!.distance(to: UnsafeRawPointer(hit))
     }
 }
 
@@ -178,9 +237,10 @@ struct CSVRecord {
 }
 
 /// Streams an RFC 4180 CSV file (quoted fields, `""` escapes, newlines inside quotes, CRLF or LF).
-/// Blank lines are skipped. Bytes read are fed to `hasher`.
+/// Blank lines are skipped. Bytes read are fed to `hasher`. A record longer than `maxRecordBytes`
+/// throws `DataError.lineTooLong` once that many of its bytes are buffered.
 func forEachCSVRecord(
-    path: String, hasher: inout SHA256,
+    path: String, hasher: inout SHA256, maxRecordBytes: Int = DataLimits.maximumLineBytes,
     _ body: (CSVRecord) throws -> Void
 ) throws {
     let file = try ChunkedFile(path: path)
@@ -250,6 +310,9 @@ func forEachCSVRecord(
                 if inQuotes { throw DataError.unterminatedQuote(file: path, line: line) }
                 complete = true
             }
+            if i - pos > maxRecordBytes + 2 {  // + 2: the record's "\r\n"
+                throw DataError.lineTooLong(file: path, line: line, limit: maxRecordBytes)
+            }
             record.ends.append(record.bytes.count)
             pos = i
             line += newlines
@@ -259,23 +322,42 @@ func forEachCSVRecord(
         if eof && pos >= buffer.count { return }
         buffer.removeFirst(pos)
         pos = 0
+        if buffer.count > maxRecordBytes + 2 {  // an unfinished record already over the limit (+ "\r\n")
+            throw DataError.lineTooLong(file: path, line: line, limit: maxRecordBytes)
+        }
         if eof && buffer.isEmpty { return }
     }
 }
 
-/// The whole contents of a (small) file through POSIX calls, or nil if it cannot be read.
-func readWholeFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY)
-    if fd < 0 { return nil }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-    var out = [UInt8](repeating: 0, count: Int(st.st_size))
-    var done = 0
-    while done < out.count {
-        let n = out.withUnsafeMutableBufferPointer { Foundation.read(fd, $0.baseAddress! + done, $0.count - done) }
-        if n <= 0 { return nil }
-        done += n
+/// The whole contents of a small file, refused with `DataError.fileTooLarge` when it holds more
+/// than `limit` bytes: from its size before anything is read, and while reading for a file that
+/// has no size (a pipe).
+func readBoundedFile(_ path: String, limit: Int) throws -> [UInt8] {
+    let file = try ChunkedFile(path: path)
+    if let size = file.regularFileSize, size > limit {
+        throw DataError.fileTooLarge(path: path, size: size, limit: limit)
+    }
+    var out: [UInt8] = []
+    while try file.read(into: &out) {
+        if out.count > limit { throw DataError.fileTooLarge(path: path, size: nil, limit: limit) }
     }
     return out
+}
+
+/// Feeds `hasher` the line `"\(label)\t\(size)\n"` and then every byte of the file at `path`,
+/// streamed in chunks (memory stays bounded for any file size). Returns false when the file
+/// cannot be opened or read.
+func hashFile(_ path: String, label: String, into hasher: inout SHA256) -> Bool {
+    guard let file = try? ChunkedFile(path: path), let size = file.regularFileSize else { return false }
+    hasher.update(string: "\(label)\t\(size)\n")
+    var buffer: [UInt8] = []
+    var total = 0
+    while true {
+        buffer.removeAll(keepingCapacity: true)
+        guard let more = try? file.read(into: &buffer) else { return false }
+        if !more { break }
+        total += buffer.count
+        hasher.update(buffer)
+    }
+    return total == size
 }

@@ -43,6 +43,11 @@ public enum DataError: Error, LocalizedError, Equatable {
     case tooFewNegatives(user: String, available: Int, needed: Int)
     /// A bad value on the command line or in a call.
     case invalidArgument(String)
+    /// A line (or CSV record) is longer than `limit` bytes (`DataLimits.maximumLineBytes`);
+    /// refused while streaming, before it is held in memory.
+    case lineTooLong(file: String, line: Int, limit: Int)
+    /// A file that is read whole is larger than `limit` bytes (`size`: its size when known).
+    case fileTooLarge(path: String, size: Int?, limit: Int)
 
     public var errorDescription: String? {
         switch self {
@@ -86,6 +91,20 @@ public enum DataError: Error, LocalizedError, Equatable {
             return "user \"\(user)\" interacted with all but \(available) items, but a candidate set needs \(needed) items the user never touched; add items or remove the user"
         case let .invalidArgument(message):
             return message
+        case let .lineTooLong(file, line, limit):
+            return "\(file):\(line): the line is longer than \(byteSize(limit)), the limit for one line; is this the right file? Shorten the line (one item, event or request a line)"
+        case let .fileTooLarge(path, size, limit):
+            let has = size.map { "has \(byteSize($0))" } ?? "holds more"
+            return "\(path): the file \(has), more than the \(byteSize(limit)) limit for this file; is this the right file?"
         }
     }
+}
+
+/// "16 MiB", "3 GiB", "512 bytes": a byte count for messages.
+func byteSize(_ n: Int) -> String {
+    if n >= 1 << 30 && n % (1 << 30) == 0 { return "\(n >> 30) GiB" }
+    if n >= 1 << 20 && n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
+    if n >= 1 << 30 { return String(format: "%.1f GiB", Double(n) / Double(1 << 30)) }
+    if n >= 1 << 20 { return String(format: "%.1f MiB", Double(n) / Double(1 << 20)) }
+    return "\(n) bytes"
 }

@@ -93,10 +93,7 @@ public struct DatasetConfig: Sendable, Equatable {
     /// "purchase".
     public static func read(from url: URL) throws -> DatasetConfig {
         let name = url.path
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw DataError.io(path: name, reason: "cannot read (\(error.localizedDescription))")
-        }
+        let data = Data(try readBoundedFile(name, limit: DataLimits.maximumJSONFileBytes))
         guard let text = decodeUTF8(data) else { throw DataError.notUTF8(file: name, line: 1) }
         guard let obj = try? JSONSerialization.jsonObject(with: data), let dict = obj as? [String: Any] else {
             throw DataError.badJSON(file: name, line: 1, reason: "not a JSON object")
@@ -213,6 +210,11 @@ public struct Dataset: Sendable {
     public let fingerprint: String
     /// Rows dropped under `skipInvalid`.
     public let skipped: SkipReport
+    /// The distinct items of user `u`, ascending, are `userItems[userItemOffsets[u] ..<
+    /// userItemOffsets[u + 1]]`: membership by binary search, so a user with a million events
+    /// costs no per-example set.
+    let userItemOffsets: [Int]
+    let userItems: [Int32]
 
     /// The event range of user `u`.
     public func events(ofUser u: Int) -> Range<Int> { userOffsets[u]..<userOffsets[u + 1] }
@@ -276,7 +278,18 @@ public struct Dataset: Sendable {
             }
         }
         userOffsets = offsets
-        eventItems = order.map { columns.items[Int($0)] }
+        let items = order.map { columns.items[Int($0)] }
+        eventItems = items
+        var distinctOffsets = [0]
+        distinctOffsets.reserveCapacity(userIDs.count + 1)
+        var distinct: [Int32] = []
+        for u in 0..<userIDs.count {
+            let sorted = items[offsets[u]..<offsets[u + 1]].sorted()
+            for (k, item) in sorted.enumerated() where k == 0 || sorted[k - 1] != item { distinct.append(item) }
+            distinctOffsets.append(distinct.count)
+        }
+        userItemOffsets = distinctOffsets
+        userItems = distinct
         eventBehaviors = order.map { columns.behaviors[Int($0)] }
         eventTimes = order.map { times[Int($0)] }
     }

@@ -26,7 +26,7 @@ extension Dataset {
         var configHash = SHA256()
         if fm.fileExists(atPath: configURL.path) {
             config = try DatasetConfig.read(from: configURL)
-            configHash.update((try? Data(contentsOf: configURL)) ?? Data())
+            configHash.update(try readBoundedFile(configURL.path, limit: DataLimits.maximumJSONFileBytes))
         }
         if let t = options.target {
             config.target = t
@@ -183,9 +183,8 @@ extension Dataset {
                 var image = try text("image")
                 if image?.isEmpty == true { image = nil }
                 if let path = image, options.checkImages {
-                    let data = try checkImage(path, root: root, rootReal: rootReal, file: file, line: line)
-                    imageHash.update(string: "\(items.count)\t\(path)\t\(data.count)\n")
-                    imageHash.update(data)
+                    try checkImage(path, root: root, rootReal: rootReal, file: file, line: line,
+                                   label: "\(items.count)\t\(path)", hasher: &imageHash)
                 }
                 items.append(Item(id: id, title: title, brand: try text("brand"), categories: categories,
                                   description: try text("description"), image: image))
@@ -199,8 +198,10 @@ extension Dataset {
         return (items, imageHash)
     }
 
-    /// Checks an image path stays inside the dataset and exists; returns its bytes.
-    private static func checkImage(_ path: String, root: URL, rootReal: String, file: String, line: Int) throws -> [UInt8] {
+    /// Checks an image path stays inside the dataset and exists, and feeds `hasher` its label,
+    /// size and bytes (streamed: an image of any size costs no memory here).
+    private static func checkImage(_ path: String, root: URL, rootReal: String, file: String, line: Int,
+                                   label: String, hasher: inout SHA256) throws {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         if path.hasPrefix("/") || path.hasPrefix("~") || parts.contains("..") || path.contains("\\") {
             throw DataError.imageEscapes(file: file, line: line, path: path)
@@ -213,10 +214,11 @@ extension Dataset {
         if !real.hasPrefix(rootReal.hasSuffix("/") ? rootReal : rootReal + "/") {
             throw DataError.imageEscapes(file: file, line: line, path: path)
         }
-        guard let data = readWholeFile(real) else {
+        var hashed = hasher
+        guard hashFile(real, label: label, into: &hashed) else {
             throw DataError.missingImage(file: file, line: line, path: path)
         }
-        return data
+        hasher = hashed
     }
 }
 

@@ -87,17 +87,38 @@ extension Dataset {
 
     /// Fraction of `examples` whose target item the user touched before it (any behavior): how
     /// often the data repeats a history item. 0 for no examples.
+    /// Linear in the events of the examples' users (one pass per user, whatever their length).
     public func repeatRate(_ examples: [Example]) -> Double {
         guard !examples.isEmpty else { return 0 }
-        let repeats = examples.filter { x in
-            (userOffsets[x.user]..<x.event).contains { Int(eventItems[$0]) == x.target }
-        }.count
+        var byUser: [Int: [Int]] = [:]
+        for x in examples { byUser[x.user, default: []].append(x.event) }
+        var repeats = 0
+        for (u, targetEvents) in byUser {
+            // Walk the user's events once, remembering when each item was first touched.
+            var firstSeen: [Int32: Int] = [:]
+            for e in events(ofUser: u) where firstSeen[eventItems[e]] == nil { firstSeen[eventItems[e]] = e }
+            for e in targetEvents where firstSeen[eventItems[e]]! < e { repeats += 1 }
+        }
         return Double(repeats) / Double(examples.count)
     }
 
     /// The distinct items a user interacted with (any behavior, whole sequence, all splits).
     public func interactedItems(ofUser u: Int) -> Set<Int> {
-        Set(events(ofUser: u).map { Int(eventItems[$0]) })
+        Set(userItems[userItemOffsets[u]..<userItemOffsets[u + 1]].map(Int.init))
+    }
+
+    /// How many distinct items user `u` interacted with.
+    func interactedItemCount(ofUser u: Int) -> Int { userItemOffsets[u + 1] - userItemOffsets[u] }
+
+    /// Whether user `u` ever interacted with `item` (binary search over the user's distinct items).
+    func hasInteracted(user u: Int, item: Int) -> Bool {
+        var lo = userItemOffsets[u], hi = userItemOffsets[u + 1]
+        let key = Int32(item)
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if userItems[mid] < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < userItemOffsets[u + 1] && userItems[lo] == key
     }
 
     /// The candidate set of an example: `negatives` distinct items the user never interacted
@@ -114,25 +135,26 @@ extension Dataset {
         var key = [userID, example.split.rawValue]
         if example.split == .train { key.append(String(example.ordinal)) }
         var rng = SeededRNG(seed: seed, key: key)
-        let touched = interactedItems(ofUser: example.user)
-        let available = items.count - touched.count
+        let u = example.user
+        let touchedCount = interactedItemCount(ofUser: u)
+        let available = items.count - touchedCount
         if available < negatives {
             throw DataError.tooFewNegatives(user: userID, available: available, needed: negatives)
         }
         var picked: [Int] = []
         picked.reserveCapacity(negatives + 1)
-        if available >= 2 * negatives && touched.count * 2 <= items.count {
+        if available >= 2 * negatives && touchedCount * 2 <= items.count {
             // Rejection sampling: uniform over the untouched items, cheap when most are untouched.
             var chosen = Set<Int>()
             while picked.count < negatives {
                 let i = rng.nextInt(below: items.count)
-                if touched.contains(i) || chosen.contains(i) { continue }
+                if chosen.contains(i) || hasInteracted(user: u, item: i) { continue }
                 chosen.insert(i)
                 picked.append(i)
             }
         } else {
             // Partial Fisher-Yates over the explicit complement.
-            var pool = (0..<items.count).filter { !touched.contains($0) }
+            var pool = (0..<items.count).filter { !hasInteracted(user: u, item: $0) }
             for k in 0..<negatives {
                 let j = k + rng.nextInt(below: pool.count - k)
                 pool.swapAt(k, j)

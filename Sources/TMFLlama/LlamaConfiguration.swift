@@ -1,4 +1,5 @@
 import Foundation
+import TMFCheckpoint
 
 /// Errors of `TMFLlama`: a model folder's config.json missing, unreadable or inconsistent.
 /// (Checkpoint problems — missing shards, missing or wrongly shaped tensors — are thrown as
@@ -199,7 +200,7 @@ public struct LlamaConfiguration: Codable, Sendable, Equatable {
         let url = directory.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: url.path) else { throw LlamaError.missingConfig(path: directory.path) }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        do { data = try readSmallFile(url) } catch {
             throw LlamaError.unreadableConfig(path: url.path, reason: error.localizedDescription)
         }
         do {

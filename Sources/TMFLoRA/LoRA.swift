@@ -216,8 +216,12 @@ public final class LoRAModel: @unchecked Sendable {
     public static func loadConfiguration(directory: URL) throws -> LoRAConfiguration {
         let url = directory.appendingPathComponent("adapter_config.json")
         guard FileManager.default.fileExists(atPath: url.path) else { throw LoRAError.missingFile(path: url.path) }
+        let data: Data
+        do { data = try readSmallFile(url) } catch {
+            throw LoRAError.unreadableConfig(path: url.path, reason: error.localizedDescription)
+        }
         let object: Any
-        do { object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) } catch {
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw LoRAError.unreadableConfig(path: url.path, reason: "not valid JSON")
         }
         guard let json = object as? [String: Any] else { throw LoRAError.unreadableConfig(path: url.path, reason: "not a JSON object") }

@@ -56,7 +56,7 @@ public struct ModelSpec: Codable, Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw TrainerError.badModelFolder(path: folder.path, reason: "no \(fileName); train one with `tmf train --out \(folder.path)`")
         }
-        do { return try JSONDecoder().decode(ModelSpec.self, from: Data(contentsOf: url)) } catch {
+        do { return try JSONDecoder().decode(ModelSpec.self, from: readSmallFile(url)) } catch {
             throw TrainerError.badModelFolder(path: folder.path, reason: "\(fileName) is unreadable (\(error.localizedDescription))")
         }
     }
@@ -158,7 +158,7 @@ public enum Pipeline {
         let keyURL = url.appendingPathComponent("stage.json")
         let tmp = folder.appendingPathComponent(languageModelFolder + ".tmp")
         try? fm.removeItem(at: tmp)  // a killed run's partial stage
-        if let data = try? Data(contentsOf: keyURL), let stored = try? JSONDecoder().decode(StageKey.self, from: data),
+        if let data = try? readSmallFile(keyURL), let stored = try? JSONDecoder().decode(StageKey.self, from: data),
            stored.key == key, (try? LlamaConfiguration.load(directory: url)) != nil {
             return (url, true, true)
         }

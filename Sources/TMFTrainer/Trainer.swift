@@ -280,7 +280,7 @@ public final class LLMTrainer {
             dir = old
         }
         let state: TrainerState
-        do { state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: dir.appendingPathComponent("state.json"))) } catch {
+        do { state = try JSONDecoder().decode(TrainerState.self, from: readSmallFile(dir.appendingPathComponent("state.json"))) } catch {
             throw TrainerError.badModelFolder(path: dir.path, reason: "checkpoint/state.json is unreadable")
         }
         let words = state.rng.compactMap(UInt64.init)
