@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's MovieLens-100k run, whole: RecBole atomic files -> `tmf import recbole` -> `tmf train`
 # with the defaults (no --llm: the [pretrain] stage makes the dataset's own Llama) -> every row of
-# the results table on the test split. A long run (about 25 minutes on 2 cores), not a CI test.
+# the results table on the test split. A long run (about 23 minutes on 2 cores), not a CI test.
 # Usage: bash Scripts/run_movielens.sh [RECBOLE_DIR] [WORK_DIR]
 #   RECBOLE_DIR defaults to ../shared/data/ml-100k (ml-100k.inter, ml-100k.item), WORK_DIR to /tmp/tmf-ml-100k.
 set -euo pipefail
