@@ -389,51 +389,57 @@ HM_INLINE HM_T512 void forward512_step(int format, int R, const uint16_t *const 
 }
 
 // Columns [k0, k1) of rows r < R of packed x against four rows of W, continuing the vector sums
-// in `saved` (starting from zero when `first`); when `last`, s[r][q] = Σₖ x[r, k] · W[q, k].
-HM_INLINE HM_T512 void forward512_tile(int format, int R, const uint16_t *const w[4], const float *xp, size_t kp,
-                                       size_t k0, size_t k1, int first, int last, __m512 saved[16], float s[4][4]) {
-    __m512 acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = first ? _mm512_setzero_ps() : saved[r * 4 + q];
-    size_t off = k0;
-    for (; off + 32 <= k1; off += 32) forward512_step(format, R, w, off, 0, 0, xp, kp, acc);
-    if (off < k1) forward512_step(format, R, w, off, 1, (__mmask32)((1u << (k1 - off)) - 1), xp, kp, acc);
-    for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) {
-            if (last) s[r][q] = _mm512_reduce_add_ps(acc[r][q]);
-            else saved[r * 4 + q] = acc[r][q];
-        }
-}
-
-HM_INLINE HM_T512 void forward512_run(int format, const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {
-    size_t in = c->in, kc = forward_kc(i1 - i0, 4, in), nb = w_block_rows(kc);
-    __m512 saved[HM_NB_MAX / 4][16];
-    for (size_t ob = o0; ob < o1; ob += nb) {
-        size_t oe = min_sz(ob + nb, o1);
-        for (size_t i = i0; i < i1; i += 4) {
-            int R = (int)min_sz(4, i1 - i);
-            const float *xp = (const float *)c->xp + i * c->kp;
-            size_t k0 = 0;
-            do {
-                size_t k1 = min_sz(k0 + kc, in);
-                int first = k0 == 0, last = k1 == in;
-                for (size_t o = ob, t = 0; o < oe; o += 4, t++) {
-                    const uint16_t *w[4];
-                    float s[4][4];
-                    tile_rows(c, o, oe, w);
-                    switch (R) {
-                    case 1: forward512_tile(format, 1, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
-                    case 2: forward512_tile(format, 2, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
-                    case 3: forward512_tile(format, 3, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
-                    default: forward512_tile(format, 4, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
-                    }
-                    if (last) store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);
-                }
-                k0 = k1;
-            } while (k0 < in);
-        }
+// in `saved` (starting from zero when `first`); when `last`, s[r][q] = Σₖ x[r, k] · W[q, k]
+// (TILE); and the forward's blocks of W rows, tiles of four x rows and k blocks over a part of
+// the work (RUN). Defined once for the two 512-bit paths, which differ in the step STEP(sel, R,
+// w, off, masked, mask, xp, kp, acc), the type XT of packed x and the target ATTR; `sel` is the
+// step's constant selector (the weight format, or whether to emulate vdpbf16ps).
+#define HM_DEFINE_FORWARD512(TILE, RUN, ATTR, STEP, XT)                                                        \
+    HM_INLINE ATTR void TILE(int sel, int R, const uint16_t *const w[4], const XT *xp, size_t kp, size_t k0,   \
+                             size_t k1, int first, int last, __m512 saved[16], float s[4][4]) {                \
+        __m512 acc[4][4];                                                                                      \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int q = 0; q < 4; q++) acc[r][q] = first ? _mm512_setzero_ps() : saved[r * 4 + q];           \
+        size_t off = k0;                                                                                       \
+        for (; off + 32 <= k1; off += 32) STEP(sel, R, w, off, 0, 0, xp, kp, acc);                             \
+        if (off < k1) STEP(sel, R, w, off, 1, (__mmask32)((1u << (k1 - off)) - 1), xp, kp, acc);              \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int q = 0; q < 4; q++) {                                                                      \
+                if (last) s[r][q] = _mm512_reduce_add_ps(acc[r][q]);                                           \
+                else saved[r * 4 + q] = acc[r][q];                                                             \
+            }                                                                                                  \
+    }                                                                                                          \
+    HM_INLINE ATTR void RUN(int sel, const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {           \
+        size_t in = c->in, kc = forward_kc(i1 - i0, 4, in), nb = w_block_rows(kc);                            \
+        __m512 saved[HM_NB_MAX / 4][16];                                                                       \
+        for (size_t ob = o0; ob < o1; ob += nb) {                                                              \
+            size_t oe = min_sz(ob + nb, o1);                                                                   \
+            for (size_t i = i0; i < i1; i += 4) {                                                              \
+                int R = (int)min_sz(4, i1 - i);                                                                \
+                const XT *xp = (const XT *)c->xp + i * c->kp;                                                  \
+                size_t k0 = 0;                                                                                 \
+                do {                                                                                           \
+                    size_t k1 = min_sz(k0 + kc, in);                                                           \
+                    int first = k0 == 0, last = k1 == in;                                                      \
+                    for (size_t o = ob, t = 0; o < oe; o += 4, t++) {                                          \
+                        const uint16_t *w[4];                                                                  \
+                        float s[4][4];                                                                         \
+                        tile_rows(c, o, oe, w);                                                                \
+                        switch (R) {                                                                           \
+                        case 1: TILE(sel, 1, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;           \
+                        case 2: TILE(sel, 2, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;           \
+                        case 3: TILE(sel, 3, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;           \
+                        default: TILE(sel, 4, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;          \
+                        }                                                                                      \
+                        if (last) store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);                           \
+                    }                                                                                          \
+                    k0 = k1;                                                                                   \
+                } while (k0 < in);                                                                             \
+            }                                                                                                  \
+        }                                                                                                      \
     }
-}
+
+HM_DEFINE_FORWARD512(forward512_tile, forward512_run, HM_T512, forward512_step, float)
 
 HM_T512 static void forward_avx512(const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {
     if (c->format == TMF_HALF_F16) forward512_run(TMF_HALF_F16, c, i0, i1, o0, o1);
@@ -485,32 +491,37 @@ HM_INLINE HM_T512 void input_grad512_tile(int format, int R, int masked, const b
     }
 }
 
-HM_INLINE HM_T512 void input_grad512_run(int format, const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
-    uint16_t *strip = i1 - i0 > 8 ? strip_alloc(c->out, 32) : NULL;
-    for (size_t k = k0; k < k1; k += 32) {
-        size_t nc = min_sz(32, k1 - k);
-        if (nc < 32) {
-            for (size_t i = i0; i < i1; i++) input_grad512_tile(format, 1, 1, c, i, k, nc, c->w + k, c->in);
-            continue;
-        }
-        const uint16_t *wp = c->w + k;
-        size_t stride = c->in;
-        if (strip) { strip_copy(strip, c, k, 32); wp = strip; stride = 32; }
-        for (size_t i = i0; i < i1; i += 8) {
-            switch (min_sz(8, i1 - i)) {
-            case 1: input_grad512_tile(format, 1, 0, c, i, k, 32, wp, stride); break;
-            case 2: input_grad512_tile(format, 2, 0, c, i, k, 32, wp, stride); break;
-            case 3: input_grad512_tile(format, 3, 0, c, i, k, 32, wp, stride); break;
-            case 4: input_grad512_tile(format, 4, 0, c, i, k, 32, wp, stride); break;
-            case 5: input_grad512_tile(format, 5, 0, c, i, k, 32, wp, stride); break;
-            case 6: input_grad512_tile(format, 6, 0, c, i, k, 32, wp, stride); break;
-            case 7: input_grad512_tile(format, 7, 0, c, i, k, 32, wp, stride); break;
-            default: input_grad512_tile(format, 8, 0, c, i, k, 32, wp, stride); break;
-            }
-        }
+// The input gradient's 32-column strips over a part of the work, tiles of up to eight dy rows
+// (TILE(sel, R, masked, c, i, k, ncols, wp, stride)); defined once for the two 512-bit paths.
+#define HM_DEFINE_INPUT_GRAD512_RUN(RUN, ATTR, TILE)                                                           \
+    HM_INLINE ATTR void RUN(int sel, const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {           \
+        uint16_t *strip = i1 - i0 > 8 ? strip_alloc(c->out, 32) : NULL;                                        \
+        for (size_t k = k0; k < k1; k += 32) {                                                                 \
+            size_t nc = min_sz(32, k1 - k);                                                                    \
+            if (nc < 32) {                                                                                     \
+                for (size_t i = i0; i < i1; i++) TILE(sel, 1, 1, c, i, k, nc, c->w + k, c->in);                \
+                continue;                                                                                      \
+            }                                                                                                  \
+            const uint16_t *wp = c->w + k;                                                                     \
+            size_t stride = c->in;                                                                             \
+            if (strip) { strip_copy(strip, c, k, 32); wp = strip; stride = 32; }                               \
+            for (size_t i = i0; i < i1; i += 8) {                                                              \
+                switch (min_sz(8, i1 - i)) {                                                                   \
+                case 1: TILE(sel, 1, 0, c, i, k, 32, wp, stride); break;                                       \
+                case 2: TILE(sel, 2, 0, c, i, k, 32, wp, stride); break;                                       \
+                case 3: TILE(sel, 3, 0, c, i, k, 32, wp, stride); break;                                       \
+                case 4: TILE(sel, 4, 0, c, i, k, 32, wp, stride); break;                                       \
+                case 5: TILE(sel, 5, 0, c, i, k, 32, wp, stride); break;                                       \
+                case 6: TILE(sel, 6, 0, c, i, k, 32, wp, stride); break;                                       \
+                case 7: TILE(sel, 7, 0, c, i, k, 32, wp, stride); break;                                       \
+                default: TILE(sel, 8, 0, c, i, k, 32, wp, stride); break;                                      \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        free(strip);                                                                                           \
     }
-    free(strip);
-}
+
+HM_DEFINE_INPUT_GRAD512_RUN(input_grad512_run, HM_T512, input_grad512_tile)
 
 HM_T512 static void input_grad_avx512(const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
     if (c->format == TMF_HALF_F16) input_grad512_run(TMF_HALF_F16, c, i0, i1, k0, k1);
@@ -539,52 +550,7 @@ HM_INLINE HM_T512BF16 void forward_bf16_step(int emulate, int R, const uint16_t 
     }
 }
 
-// As forward512_tile.
-HM_INLINE HM_T512BF16 void forward_bf16_tile(int emulate, int R, const uint16_t *const w[4], const uint16_t *xp,
-                                             size_t kp, size_t k0, size_t k1, int first, int last, __m512 saved[16],
-                                             float s[4][4]) {
-    __m512 acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = first ? _mm512_setzero_ps() : saved[r * 4 + q];
-    size_t off = k0;
-    for (; off + 32 <= k1; off += 32) forward_bf16_step(emulate, R, w, off, 0, 0, xp, kp, acc);
-    if (off < k1) forward_bf16_step(emulate, R, w, off, 1, (__mmask32)((1u << (k1 - off)) - 1), xp, kp, acc);
-    for (int r = 0; r < R; r++)
-        for (int q = 0; q < 4; q++) {
-            if (last) s[r][q] = _mm512_reduce_add_ps(acc[r][q]);
-            else saved[r * 4 + q] = acc[r][q];
-        }
-}
-
-HM_INLINE HM_T512BF16 void forward_bf16_run(int emulate, const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {
-    size_t in = c->in, kc = forward_kc(i1 - i0, 4, in), nb = w_block_rows(kc);
-    __m512 saved[HM_NB_MAX / 4][16];
-    for (size_t ob = o0; ob < o1; ob += nb) {
-        size_t oe = min_sz(ob + nb, o1);
-        for (size_t i = i0; i < i1; i += 4) {
-            int R = (int)min_sz(4, i1 - i);
-            const uint16_t *xp = (const uint16_t *)c->xp + i * c->kp;
-            size_t k0 = 0;
-            do {
-                size_t k1 = min_sz(k0 + kc, in);
-                int first = k0 == 0, last = k1 == in;
-                for (size_t o = ob, t = 0; o < oe; o += 4, t++) {
-                    const uint16_t *w[4];
-                    float s[4][4];
-                    tile_rows(c, o, oe, w);
-                    switch (R) {
-                    case 1: forward_bf16_tile(emulate, 1, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
-                    case 2: forward_bf16_tile(emulate, 2, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
-                    case 3: forward_bf16_tile(emulate, 3, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
-                    default: forward_bf16_tile(emulate, 4, w, xp, c->kp, k0, k1, first, last, saved[t], s); break;
-                    }
-                    if (last) store_tile(c, i, R, o, (int)min_sz(4, oe - o), s);
-                }
-                k0 = k1;
-            } while (k0 < in);
-        }
-    }
-}
+HM_DEFINE_FORWARD512(forward_bf16_tile, forward_bf16_run, HM_T512BF16, forward_bf16_step, uint16_t)
 
 HM_T512BF16 static void forward_bf16dot(const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {
     forward_bf16_run(0, c, i0, i1, o0, o1);
@@ -623,32 +589,7 @@ HM_INLINE HM_T512BF16 void input_grad_bf16_tile(int emulate, int R, int masked, 
     }
 }
 
-HM_INLINE HM_T512BF16 void input_grad_bf16_run(int emulate, const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
-    uint16_t *strip = i1 - i0 > 8 ? strip_alloc(c->out, 32) : NULL;
-    for (size_t k = k0; k < k1; k += 32) {
-        size_t nc = min_sz(32, k1 - k);
-        if (nc < 32) {
-            for (size_t i = i0; i < i1; i++) input_grad_bf16_tile(emulate, 1, 1, c, i, k, nc, c->w + k, c->in);
-            continue;
-        }
-        const uint16_t *wp = c->w + k;
-        size_t stride = c->in;
-        if (strip) { strip_copy(strip, c, k, 32); wp = strip; stride = 32; }
-        for (size_t i = i0; i < i1; i += 8) {
-            switch (min_sz(8, i1 - i)) {
-            case 1: input_grad_bf16_tile(emulate, 1, 0, c, i, k, 32, wp, stride); break;
-            case 2: input_grad_bf16_tile(emulate, 2, 0, c, i, k, 32, wp, stride); break;
-            case 3: input_grad_bf16_tile(emulate, 3, 0, c, i, k, 32, wp, stride); break;
-            case 4: input_grad_bf16_tile(emulate, 4, 0, c, i, k, 32, wp, stride); break;
-            case 5: input_grad_bf16_tile(emulate, 5, 0, c, i, k, 32, wp, stride); break;
-            case 6: input_grad_bf16_tile(emulate, 6, 0, c, i, k, 32, wp, stride); break;
-            case 7: input_grad_bf16_tile(emulate, 7, 0, c, i, k, 32, wp, stride); break;
-            default: input_grad_bf16_tile(emulate, 8, 0, c, i, k, 32, wp, stride); break;
-            }
-        }
-    }
-    free(strip);
-}
+HM_DEFINE_INPUT_GRAD512_RUN(input_grad_bf16_run, HM_T512BF16, input_grad_bf16_tile)
 
 HM_T512BF16 static void input_grad_bf16dot(const bwd_ctx *c, size_t i0, size_t i1, size_t k0, size_t k1) {
     input_grad_bf16_run(0, c, i0, i1, k0, k1);
