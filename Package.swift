@@ -63,6 +63,7 @@ let package = Package(
         // Runs the built `tmf` executable (next to the test bundle) as a subprocess.
         .testTarget(name: "TMFCLITests", dependencies: [
             "TMFTestSupport", "TMFTensor", "TMFCheckpoint", "TMFTokenizer", "TMFImage", "TMFLlama", "TMFLoRA", "TMFCLIP",
+            "TMFTrainer",
         ]),
     ]
 )

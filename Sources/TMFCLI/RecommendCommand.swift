@@ -190,14 +190,17 @@ struct RecommendCommand: ParsableCommand {
             for start in stride(from: 0, to: requests.count, by: 8) {
                 let chunk = Array(requests[start..<min(start + 8, requests.count)])
                 var encoded: [EncodedPrompt] = [], sets: [[Int]] = []
-                for q in chunk {
+                // MBHT's view of each history: candidate generation and the graph prior.
+                let graphHistories = chunk.map { q in
+                    q.events.suffix(trained.spec.graph.maxSequenceLength).map { GraphEvent(item: $0.item, behavior: $0.behavior) }
+                }
+                for (q, graphHistory) in zip(chunk, graphHistories) {
                     var list = q.candidates ?? []
                     if q.candidates == nil {
                         let seen = eligible ? [] : q.items
-                        let graphHistory = q.events.suffix(trained.spec.graph.maxSequenceLength).map { GraphEvent(item: $0.item, behavior: $0.behavior) }
-                        list = try trained.graph.topK(history: Array(graphHistory), k: max(10, q.top), excluding: seen).map(\.item)
+                        list = try trained.graph.topK(history: graphHistory, k: max(10, q.top), excluding: seen).map(\.item)
                         if list.isEmpty {  // the history holds every item: answer among them rather than not at all
-                            list = try trained.graph.topK(history: Array(graphHistory), k: max(10, q.top)).map(\.item)
+                            list = try trained.graph.topK(history: graphHistory, k: max(10, q.top)).map(\.item)
                         }
                     }
                     let prompt = builder.build(history: Array(q.events.suffix(trained.spec.training.historyLength)), target: dataset.target,
@@ -207,10 +210,7 @@ struct RecommendCommand: ParsableCommand {
                 }
                 var scored = r.scoreCandidates(encoded, answers: try sets.map { try r.answerTokens($0, dataset: dataset) }, level: level)
                 if weight > 0 {
-                    let histories = chunk.map { q in
-                        Array(q.events.suffix(trained.spec.graph.maxSequenceLength).map { GraphEvent(item: $0.item, behavior: $0.behavior) })
-                    }
-                    let g = try trained.graph.scores(histories: histories, candidates: sets)
+                    let g = try trained.graph.scores(histories: graphHistories, candidates: sets)
                     for i in scored.indices { scored[i].graphScores = g[i].map(Double.init) }
                 }
                 var generated: [String?] = Array(repeating: nil, count: chunk.count)

@@ -232,24 +232,22 @@ public final class SentencePieceTokenizer: Tokenizer {
     ///   that is not a JSON object of token → id with ids right after the base vocabulary.
     public convenience init(directory: URL, specialTokens: [String] = [], spacing: SpecialTokenSpacing = .legacy) throws {
         let modelURL = directory.appendingPathComponent("tokenizer.model")
-        let bytes = try readTokenizerFile(modelURL)
         let addedURL = directory.appendingPathComponent(Self.addedTokensFile)
-        var added: [String] = []
+        var ids: [String: Int] = [:]
         if FileManager.default.fileExists(atPath: addedURL.path) {
             let data = try readTokenizerFile(addedURL)
             guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let ids = object as? [String: Int] else {
+                  let parsed = object as? [String: Int] else {
                 throw TokenizerError.corruptModel(path: addedURL.path, reason: "it is not a JSON object of token to integer id")
             }
-            added = ids.sorted { $0.value < $1.value }.map(\.key)
-            let processor = try SentencePieceProcessor(bytes: bytes, path: modelURL.path)
-            let base = processor.pieceSize
-            for (k, token) in added.enumerated() where ids[token] != base + k {
-                throw TokenizerError.corruptModel(path: addedURL.path,
-                                                  reason: "added token ids must run from \(base) (the model's piece count) without gaps; '\(token)' has \(ids[token]!)")
-            }
+            ids = parsed
         }
-        try self.init(modelData: bytes, modelURL: modelURL, addedTokens: added, specialTokens: specialTokens, spacing: spacing)
+        let added = ids.sorted { $0.value < $1.value }.map(\.key)
+        try self.init(modelURL: modelURL, addedTokens: added, specialTokens: specialTokens, spacing: spacing)
+        for (k, token) in added.enumerated() where ids[token] != baseVocabularySize + k {
+            throw TokenizerError.corruptModel(path: addedURL.path,
+                                              reason: "added token ids must run from \(baseVocabularySize) (the model's piece count) without gaps; '\(token)' has \(ids[token]!)")
+        }
     }
 
     /// The file of a Llama folder that lists added tokens (transformers' name).

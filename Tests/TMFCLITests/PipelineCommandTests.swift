@@ -6,12 +6,10 @@ import TMFLlama
 import TMFTensor
 import TMFTestSupport
 import TMFTokenizer
+import TMFTrainer
 
 /// `tmf train`, `tmf eval`, `tmf recommend` and `--resume` through the built binary on a tiny
 /// synthetic shop, the tiny bundled CLIP and a tiny random Llama over the fixture tokenizer.
-/// `GraphPrior.weights` (the CLI tests do not import TMFTrainer).
-let graphPriorWeights: [Double] = [0, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16]
-
 final class PipelineCommandTests: XCTestCase {
     /// What the model folder remembers: `--skip-invalid` (evaluation and serving load the data the
     /// same way), the dataset and seed of a `--stage graph` folder (for `--baseline mbht` and the
@@ -90,7 +88,7 @@ final class PipelineCommandTests: XCTestCase {
         // The graph prior's weight, chosen on validation after training, is kept.
         let spec = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("tmf.json"))) as? [String: Any])
         let weight = try XCTUnwrap(spec["graphWeight"] as? Double)
-        XCTAssertTrue(graphPriorWeights.contains(weight), "\(weight)")
+        XCTAssertTrue(GraphPrior.weights.contains(weight), "\(weight)")
         // --graph-weight 0 ranks by the LLM alone; bad weights are refused.
         for w in ["0", "16"] {
             let ranked = try runTMF(["eval", model.path, "--rank", "--graph-weight", w, "--limit", "4", "--quiet", "--threads", "1"])
