@@ -414,18 +414,17 @@ extension Pipeline {
         let norm = trained.spec.normalization ?? defaultNormalization
         var scored: [(truth: Int, scores: CandidateScores)] = []
         var stopped = false
-        try withoutActuallyEscaping(onEvent) { onEvent in
-            try withoutActuallyEscaping(shouldStop) { shouldStop in
-                _ = try trained.recommender.rank(
-                    dataset: trained.dataset, examples: examples, seed: trained.spec.training.seed,
-                    historyLength: trained.spec.training.historyLength, normalization: norm, graph: trained.graph,
-                    answer: { ex, candidates, scores in scored.append((candidates.firstIndex(of: ex.target)!, scores)) },
-                    progress: { done, total in
-                        onEvent(.calibrating(done: done, total: total))
-                        stopped = shouldStop()
-                        return !stopped
-                    })
-            }
+        func progress(_ done: Int, _ total: Int) -> Bool {
+            onEvent(.calibrating(done: done, total: total))
+            stopped = shouldStop()
+            return !stopped
+        }
+        try withoutActuallyEscaping(progress) { progress in
+            _ = try trained.recommender.rank(
+                dataset: trained.dataset, examples: examples, seed: trained.spec.training.seed,
+                historyLength: trained.spec.training.historyLength, normalization: norm, graph: trained.graph,
+                answer: { ex, candidates, scores in scored.append((candidates.firstIndex(of: ex.target)!, scores)) },
+                progress: progress)
         }
         guard !stopped else { return nil }
         let choice = GraphPrior.choose(scored, normalization: norm)
