@@ -128,6 +128,12 @@ public final class CheckpointFolder: TensorSource, @unchecked Sendable {
         try file(containing: name).read(named: name, into: destination)
     }
 
+    /// Tensor `name` as a 16-bit weight (see `SafeTensorsFile.halfTensor(named:as:)`: in place
+    /// when stored in `precision`).
+    public func halfTensor(named name: String, as precision: HalfPrecision) throws -> HalfTensor {
+        try file(containing: name).halfTensor(named: name, as: precision)
+    }
+
     /// Raw bfloat16 bits of a BF16 tensor. Throws `.tensorNotFound`, `.dtypeMismatch`.
     public func bf16Bits(named name: String) throws -> [UInt16] {
         try file(containing: name).bf16Bits(named: name)

@@ -207,6 +207,22 @@ public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
         }
     }
 
+    /// Tensor `name` as a 16-bit weight of `precision`, in its stored shape. A tensor already
+    /// stored in `precision` (and 2-byte aligned, as safetensors files written by torch are) is
+    /// used in place in the memory mapping: no copy. Other float dtypes are converted once
+    /// (through Float32, rounding to nearest even).
+    /// - Throws: `CheckpointError.tensorNotFound`, `.cannotConvertToFloat32`.
+    public func halfTensor(named name: String, as precision: HalfPrecision) throws -> HalfTensor {
+        let info = try info(named: name)
+        let source = mapping.base + dataStart + info.dataOffsets.lowerBound
+        let stored: HalfPrecision? = info.dtype == .bf16 ? .bf16 : info.dtype == .f16 ? .f16 : nil
+        if stored == precision, Int(bitPattern: source) % 2 == 0 {
+            return HalfTensor(shape: info.shape, precision: precision,
+                              borrowing: UnsafePointer(source.assumingMemoryBound(to: UInt16.self)), owner: mapping)
+        }
+        return HalfTensor(rounding: try tensor(named: name), to: precision)
+    }
+
     /// Calls `body` with the stored bytes of tensor `name` (any dtype, little-endian, row-major).
     /// The buffer is valid only during the call.
     /// - Throws: `CheckpointError.tensorNotFound`, or what `body` throws.

@@ -1,96 +1,30 @@
 import Foundation
 import TMFTensor
 
-/// Supplies the weight of a given Hugging Face name and shape (zeros, or a checkpoint tensor).
-typealias WeightProvider = (_ name: String, _ shape: [Int]) throws -> Tensor
-
-/// A trainable change to a frozen linear layer's output (LoRA implements it in `TMFLoRA`).
-public protocol LinearAdapter: AnyObject {
-    /// The term added to the base output: x [..., in] → [..., out].
-    func delta(_ x: Tensor, training: Bool) -> Tensor
-    /// Parameters the adapter trains.
-    var trainableParameters: [Tensor] { get }
-    /// The term as a low-rank product, when it is one: `delta(x) = scale · down · upᵀ` with
-    /// down [..., r] (a function of x) and up [out, r]. The layer then adds it inside its own
-    /// product (`Tensor.linear(_:weight:down:up:scale:)`). Default nil: `delta` is used.
-    func lowRank(_ x: Tensor, training: Bool) -> (down: Tensor, up: Tensor, scale: Float)?
-}
-
-extension LinearAdapter {
-    public func lowRank(_ x: Tensor, training: Bool) -> (down: Tensor, up: Tensor, scale: Float)? { nil }
-}
-
-/// A bias-free linear layer y = x · Wᵀ over a frozen weight, with an optional adapter.
-public final class LlamaLinear: @unchecked Sendable {
-    /// The Hugging Face key suffix, e.g. "self_attn.q_proj".
-    public let key: String
-    /// (out, in), frozen (no gradient, never copied).
-    public let weight: Tensor
-    /// An adapter whose output is added to the base output (e.g. LoRA), or nil.
-    public var adapter: (any LinearAdapter)?
-
-    public var inFeatures: Int { weight.shape[1] }
-    public var outFeatures: Int { weight.shape[0] }
-
-    init(key: String, prefix: String, out: Int, in: Int, _ provide: WeightProvider) throws {
-        self.key = key
-        weight = try provide(prefix + key + ".weight", [out, `in`])
-    }
-
-    /// x [..., in] → [..., out].
-    public func callAsFunction(_ x: Tensor, training: Bool = false) -> Tensor {
-        let base: Tensor
-        let rows = x.count / inFeatures
-        if rows == 1 && !(GradMode.isEnabled && x.requiresGrad) {
-            // One token (decoding): a matrix-vector product streams the weight once.
-            base = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
-            BLAS.sgemv(trans: false, m: outFeatures, n: inFeatures, a: weight.pointer, lda: inFeatures,
-                       x: x.pointer, beta: 0, y: base.pointer)
-        } else {
-            if let adapter, let low = adapter.lowRank(x, training: training) {
-                return Tensor.linear(x, weight: weight, down: low.down, up: low.up, scale: low.scale)
-            }
-            base = Tensor.linear(x, weight: weight)
-        }
-        guard let adapter else { return base }
-        return base + adapter.delta(x, training: training)
-    }
-}
-
-/// RMSNorm with a frozen weight (hidden).
-public final class LlamaRMSNorm: @unchecked Sendable {
-    public let key: String
-    /// (dim)
-    public let weight: Tensor
-    public let eps: Float
-    init(key: String, prefix: String, dim: Int, eps: Float, _ provide: WeightProvider) throws {
-        self.key = key
-        weight = try provide(prefix + key + ".weight", [dim])
-        self.eps = eps
-    }
-    /// x [..., dim] → [..., dim].
-    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.rmsNorm(x, weight: weight, eps: eps) }
-}
+// Llama's blocks, composed of the module layer's `Linear` and `RMSNorm` (TMFTensor/Module.swift).
+// Keys are Hugging Face's, relative to each block.
 
 /// Self-attention with grouped-query heads and rotary positions.
-public final class LlamaAttention: @unchecked Sendable {
+public final class LlamaAttention: Module, @unchecked Sendable {
     /// (heads · headDim, hidden)
-    public let qProj: LlamaLinear
+    public let qProj: Linear
     /// (kvHeads · headDim, hidden)
-    public let kProj: LlamaLinear
+    public let kProj: Linear
     /// (kvHeads · headDim, hidden)
-    public let vProj: LlamaLinear
+    public let vProj: Linear
     /// (hidden, heads · headDim)
-    public let oProj: LlamaLinear
+    public let oProj: Linear
     let heads: Int, kvHeads: Int, headDim: Int
 
-    init(_ c: LlamaConfiguration, prefix: String, _ provide: WeightProvider) throws {
+    init(_ c: LlamaConfiguration, _ load: WeightLoader) throws {
         heads = c.attentionHeads; kvHeads = c.kvHeads; headDim = c.headDim
-        qProj = try LlamaLinear(key: "self_attn.q_proj", prefix: prefix, out: heads * headDim, in: c.hiddenSize, provide)
-        kProj = try LlamaLinear(key: "self_attn.k_proj", prefix: prefix, out: kvHeads * headDim, in: c.hiddenSize, provide)
-        vProj = try LlamaLinear(key: "self_attn.v_proj", prefix: prefix, out: kvHeads * headDim, in: c.hiddenSize, provide)
-        oProj = try LlamaLinear(key: "self_attn.o_proj", prefix: prefix, out: c.hiddenSize, in: heads * headDim, provide)
+        qProj = try Linear(inFeatures: c.hiddenSize, outFeatures: heads * headDim, load.scoped("q_proj"))
+        kProj = try Linear(inFeatures: c.hiddenSize, outFeatures: kvHeads * headDim, load.scoped("k_proj"))
+        vProj = try Linear(inFeatures: c.hiddenSize, outFeatures: kvHeads * headDim, load.scoped("v_proj"))
+        oProj = try Linear(inFeatures: heads * headDim, outFeatures: c.hiddenSize, load.scoped("o_proj"))
     }
+
+    public var children: [(String, any Module)] { [("q_proj", qProj), ("k_proj", kProj), ("v_proj", vProj), ("o_proj", oProj)] }
 
     /// x [B, T, hidden] → [B, T, hidden]. `positions` [B·T]; with `cache`, the new keys and values
     /// are appended to layer `layer` of the cache and the queries attend to all cached keys.
@@ -117,19 +51,21 @@ public final class LlamaAttention: @unchecked Sendable {
 }
 
 /// The SwiGLU feed-forward block: down(silu(gate(x)) ⊙ up(x)).
-public final class LlamaMLP: @unchecked Sendable {
+public final class LlamaMLP: Module, @unchecked Sendable {
     /// (intermediate, hidden)
-    public let gateProj: LlamaLinear
+    public let gateProj: Linear
     /// (intermediate, hidden)
-    public let upProj: LlamaLinear
+    public let upProj: Linear
     /// (hidden, intermediate)
-    public let downProj: LlamaLinear
+    public let downProj: Linear
 
-    init(_ c: LlamaConfiguration, prefix: String, _ provide: WeightProvider) throws {
-        gateProj = try LlamaLinear(key: "mlp.gate_proj", prefix: prefix, out: c.intermediateSize, in: c.hiddenSize, provide)
-        upProj = try LlamaLinear(key: "mlp.up_proj", prefix: prefix, out: c.intermediateSize, in: c.hiddenSize, provide)
-        downProj = try LlamaLinear(key: "mlp.down_proj", prefix: prefix, out: c.hiddenSize, in: c.intermediateSize, provide)
+    init(_ c: LlamaConfiguration, _ load: WeightLoader) throws {
+        gateProj = try Linear(inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, load.scoped("gate_proj"))
+        upProj = try Linear(inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, load.scoped("up_proj"))
+        downProj = try Linear(inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, load.scoped("down_proj"))
     }
+
+    public var children: [(String, any Module)] { [("gate_proj", gateProj), ("up_proj", upProj), ("down_proj", downProj)] }
 
     /// x [B, T, hidden] → [B, T, hidden].
     func callAsFunction(_ x: Tensor, training: Bool) -> Tensor {
@@ -139,25 +75,31 @@ public final class LlamaMLP: @unchecked Sendable {
 }
 
 /// One decoder layer: pre-norm attention and pre-norm MLP, each with a residual.
-public final class LlamaDecoderLayer: @unchecked Sendable {
+public final class LlamaDecoderLayer: Module, @unchecked Sendable {
     public let attention: LlamaAttention
     public let mlp: LlamaMLP
     /// (hidden)
-    public let inputLayerNorm: LlamaRMSNorm
+    public let inputLayerNorm: RMSNorm
     /// (hidden)
-    public let postAttentionLayerNorm: LlamaRMSNorm
+    public let postAttentionLayerNorm: RMSNorm
 
-    init(_ c: LlamaConfiguration, prefix: String, _ provide: WeightProvider) throws {
-        attention = try LlamaAttention(c, prefix: prefix, provide)
-        mlp = try LlamaMLP(c, prefix: prefix, provide)
-        inputLayerNorm = try LlamaRMSNorm(key: "input_layernorm", prefix: prefix, dim: c.hiddenSize, eps: c.rmsNormEps, provide)
-        postAttentionLayerNorm = try LlamaRMSNorm(key: "post_attention_layernorm", prefix: prefix, dim: c.hiddenSize,
-                                                  eps: c.rmsNormEps, provide)
+    init(_ c: LlamaConfiguration, _ load: WeightLoader) throws {
+        attention = try LlamaAttention(c, load.scoped("self_attn"))
+        mlp = try LlamaMLP(c, load.scoped("mlp"))
+        inputLayerNorm = try RMSNorm(dim: c.hiddenSize, eps: c.rmsNormEps, load.scoped("input_layernorm"))
+        postAttentionLayerNorm = try RMSNorm(dim: c.hiddenSize, eps: c.rmsNormEps, load.scoped("post_attention_layernorm"))
     }
 
-    /// The seven projections, in Hugging Face order.
-    public var linears: [LlamaLinear] {
-        [attention.qProj, attention.kProj, attention.vProj, attention.oProj, mlp.gateProj, mlp.upProj, mlp.downProj]
+    public var children: [(String, any Module)] {
+        [("self_attn", attention), ("mlp", mlp), ("input_layernorm", inputLayerNorm),
+         ("post_attention_layernorm", postAttentionLayerNorm)]
+    }
+
+    /// The seven projections with their keys relative to the layer, in Hugging Face order.
+    public var linears: [(key: String, linear: Linear)] {
+        [("self_attn.q_proj", attention.qProj), ("self_attn.k_proj", attention.kProj), ("self_attn.v_proj", attention.vProj),
+         ("self_attn.o_proj", attention.oProj), ("mlp.gate_proj", mlp.gateProj), ("mlp.up_proj", mlp.upProj),
+         ("mlp.down_proj", mlp.downProj)]
     }
 
     func callAsFunction(_ x: Tensor, rope: RotaryEmbedding, positions: [Int], keyMask: [[Bool]]?,

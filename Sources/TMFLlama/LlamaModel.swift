@@ -26,61 +26,72 @@ public enum LogitsSelection: Sendable, Equatable {
 
 /// A Llama-2-architecture decoder-only language model with weights under Hugging Face names.
 ///
-/// The base weights are frozen (no gradients) and held once; adapters (LoRA) attach to the
-/// projections through `LlamaLinear.adapter`. Inputs use PyTorch's (batch, time, channel)
-/// order; attention works on the projections' own (B, T, heads · headDim) layout.
-public final class LlamaModel: @unchecked Sendable {
+/// The base weights are frozen (no gradients) and held once, in Float32 or, for the matrices of
+/// the projections, the embedding table and the LM head, in bf16 or f16 as the checkpoint stores
+/// them (`load(directory:dtype:)`). Adapters (LoRA) attach to the projections through
+/// `Linear.adapter`. Inputs use PyTorch's (batch, time, channel) order; attention works on the
+/// projections' own (B, T, heads · headDim) layout.
+public final class LlamaModel: Module, @unchecked Sendable {
     public let configuration: LlamaConfiguration
-    /// model.embed_tokens.weight (vocab, hidden)
-    public let embedTokens: Tensor
+    /// model.embed_tokens (vocab, hidden)
+    public let embedTokens: Embedding
     /// model.layers.N
     public let layers: [LlamaDecoderLayer]
-    /// model.norm.weight (hidden)
-    public let norm: LlamaRMSNorm
-    /// lm_head.weight (vocab, hidden); the same tensor as `embedTokens` when tied.
-    public let lmHead: Tensor
+    /// model.norm (hidden)
+    public let norm: RMSNorm
+    /// lm_head (vocab, hidden); over `embedTokens`' weight when tied.
+    public let lmHead: Linear
     public let rope: RotaryEmbedding
 
-    /// A model with zero weights (norms one) of the given shape; fill it with `randomize`.
+    /// A model with zero Float32 weights (norms one) of the given shape; fill it with `randomize`.
     public convenience init(configuration c: LlamaConfiguration) {
-        try! self.init(configuration: c) { name, shape in
-            name.hasSuffix("norm.weight") ? Tensor(repeating: 1, shape: shape) : Tensor(zeros: shape)
-        }
+        try! self.init(configuration: c, WeightLoader { key, shape, _ in
+            .float(key.hasSuffix("norm.weight") ? Tensor(repeating: 1, shape: shape) : Tensor(zeros: shape))
+        })
     }
 
-    init(configuration c: LlamaConfiguration, _ provide: WeightProvider) throws {
+    /// Builds the model, asking `load` for every weight by its Hugging Face key.
+    public init(configuration c: LlamaConfiguration, _ load: WeightLoader) throws {
         configuration = c
-        embedTokens = try provide("model.embed_tokens.weight", [c.vocabularySize, c.hiddenSize])
-        layers = try (0..<c.hiddenLayers).map { try LlamaDecoderLayer(c, prefix: "model.layers.\($0).", provide) }
-        norm = try LlamaRMSNorm(key: "norm", prefix: "model.", dim: c.hiddenSize, eps: c.rmsNormEps, provide)
-        lmHead = c.tieWordEmbeddings ? embedTokens : try provide("lm_head.weight", [c.vocabularySize, c.hiddenSize])
+        embedTokens = try Embedding(count: c.vocabularySize, width: c.hiddenSize, load.scoped("model.embed_tokens"))
+        layers = try (0..<c.hiddenLayers).map { try LlamaDecoderLayer(c, load.scoped("model.layers.\($0)")) }
+        norm = try RMSNorm(dim: c.hiddenSize, eps: c.rmsNormEps, load.scoped("model.norm"))
+        lmHead = c.tieWordEmbeddings ? Linear(weight: embedTokens.weight)
+            : try Linear(inFeatures: c.hiddenSize, outFeatures: c.vocabularySize, load.scoped("lm_head"))
         rope = RotaryEmbedding(headDim: c.headDim, theta: c.ropeTheta)
     }
 
-    /// Every weight name of configuration `c` with its shape (what a checkpoint must hold).
-    public static func expectedWeights(_ c: LlamaConfiguration) -> [String: [Int]] {
-        let d = c.hiddenSize, q = c.attentionHeads * c.headDim, kv = c.kvHeads * c.headDim, f = c.intermediateSize
-        var shapes: [String: [Int]] = ["model.embed_tokens.weight": [c.vocabularySize, d], "model.norm.weight": [d]]
-        if !c.tieWordEmbeddings { shapes["lm_head.weight"] = [c.vocabularySize, d] }
-        for i in 0..<c.hiddenLayers {
-            let p = "model.layers.\(i)."
-            for (key, shape) in [("self_attn.q_proj", [q, d]), ("self_attn.k_proj", [kv, d]), ("self_attn.v_proj", [kv, d]),
-                                 ("self_attn.o_proj", [d, q]), ("mlp.gate_proj", [f, d]), ("mlp.up_proj", [f, d]),
-                                 ("mlp.down_proj", [d, f]), ("input_layernorm", [d]), ("post_attention_layernorm", [d])] {
-                shapes[p + key + ".weight"] = shape
-            }
-        }
-        return shapes
+    /// In Hugging Face's state_dict order; the tied lm_head is not listed (it is embed_tokens).
+    public var children: [(String, any Module)] {
+        var out: [(String, any Module)] = [("model.embed_tokens", embedTokens)]
+        out += layers.enumerated().map { ("model.layers.\($0.offset)", $0.element) }
+        out.append(("model.norm", norm))
+        if !configuration.tieWordEmbeddings { out.append(("lm_head", lmHead)) }
+        return out
     }
 
+    /// Every weight name of configuration `c` with its shape (what a checkpoint must hold), read
+    /// off a meta model (no memory).
+    public static func expectedWeights(_ c: LlamaConfiguration) -> [String: [Int]] {
+        try! LlamaModel(configuration: c, .meta).weightShapes()
+    }
+
+    /// How the matrices are stored (the norms are always Float32).
+    public var storageType: WeightStorageType { embedTokens.weight.storageType }
+
     /// Loads config.json and the weights (model.safetensors or a sharded index) of a Hugging Face
-    /// Llama folder. F32 tensors alias the memory-mapped file where `SafeTensorsFile` allows it
-    /// (no copy); F16, BF16 and unaligned F32 tensors are converted to Float32 once.
+    /// Llama folder.
     ///
+    /// - Parameter dtype: how to hold the matrices (projections, embedding table, LM head):
+    ///   `.bf16` / `.f16` keep them in 16 bits, used in place in the memory-mapped file when the
+    ///   checkpoint stores them so (no copy), converted once otherwise; `.f32` widens them (F32
+    ///   tensors alias the mapping where `SafeTensorsFile` allows it). nil: the checkpoint's own
+    ///   type (16-bit when every matrix is stored in the same 16-bit type, else Float32). Norm
+    ///   weights are always Float32.
     /// - Throws: `LlamaError` for a missing or invalid config.json; `CheckpointError` for a
     ///   missing checkpoint or shard, unreadable files, and (in one `.keyMismatch`) every
     ///   missing, unexpected or wrongly shaped tensor; `.cannotConvertToFloat32` for integer data.
-    public static func load(directory: URL) throws -> LlamaModel {
+    public static func load(directory: URL, dtype: WeightStorageType? = nil) throws -> LlamaModel {
         let configuration = try LlamaConfiguration.load(directory: directory)
         let folder = try CheckpointFolder(directory: directory)
         let expected = expectedWeights(configuration)
@@ -99,34 +110,51 @@ public final class LlamaModel: @unchecked Sendable {
         let mismatch = LoadMismatch(source: folder.sourceDescription, missing: missing.sorted(), unexpected: unexpected.sorted(),
                                     wrongShape: wrongShape.sorted { $0.key < $1.key }, duplicates: [])
         if !mismatch.isEmpty { throw CheckpointError.keyMismatch(mismatch) }
+        var matrixTypes = Set<SafeTensorsDType>()
         for key in expected.keys {
             let info = try folder.info(named: key)
             if !info.dtype.convertsToFloat32 {
                 throw CheckpointError.cannotConvertToFloat32(path: try folder.file(containing: key).url.path, tensor: key, dtype: info.dtype)
             }
+            if info.shape.count == 2 { matrixTypes.insert(info.dtype) }
         }
-        return try LlamaModel(configuration: configuration) { name, _ in try folder.tensor(named: name) }
+        let storage = dtype ?? (matrixTypes == [.bf16] ? .bf16 : matrixTypes == [.f16] ? .f16 : .f32)
+        return try LlamaModel(configuration: configuration, WeightLoader { key, _, role in
+            if role == .matrix, let precision = storage.halfPrecision {
+                return .half(try folder.halfTensor(named: key, as: precision))
+            }
+            return .float(try folder.tensor(named: key))
+        })
     }
 
-    /// Every weight by its Hugging Face name (the tied lm_head appears once, as embed_tokens).
-    public var namedWeights: [String: Tensor] {
-        var out: [String: Tensor] = ["model.embed_tokens.weight": embedTokens, "model.norm.weight": norm.weight]
-        if !configuration.tieWordEmbeddings { out["lm_head.weight"] = lmHead }
-        for (i, layer) in layers.enumerated() {
-            let p = "model.layers.\(i)."
-            for l in layer.linears { out[p + l.key + ".weight"] = l.weight }
-            out[p + "input_layernorm.weight"] = layer.inputLayerNorm.weight
-            out[p + "post_attention_layernorm.weight"] = layer.postAttentionLayerNorm.weight
-        }
-        return out
+    /// A copy whose matrices are stored as `dtype` (rounded to nearest even; Float32 widens
+    /// exactly), norms shared. For benchmarks and tests of the 16-bit paths.
+    public func converted(to dtype: WeightStorageType) -> LlamaModel {
+        let source = Dictionary(uniqueKeysWithValues: namedWeights())
+        return try! LlamaModel(configuration: configuration, WeightLoader { key, _, role in
+            let w = source[key]!
+            guard role == .matrix else { return w }
+            if let precision = dtype.halfPrecision {
+                if case let .half(h) = w, h.precision == precision { return w }
+                return .half(HalfTensor(rounding: w.widened(), to: precision))
+            }
+            return .float(w.widened())
+        })
     }
 
-    /// Fills the weights with seeded random values (normal, std `std`; norms 1) — for benchmarks
-    /// and synthetic tests.
+    /// Every Float32 weight by its Hugging Face name (the tied lm_head appears once, as
+    /// embed_tokens). Traps when the model holds 16-bit weights (see `storageType`).
+    public var weightTensors: [String: Tensor] {
+        Dictionary(uniqueKeysWithValues: namedWeights().map { ($0.0, $0.1.tensor) })
+    }
+
+    /// Fills the Float32 weights with seeded random values (normal, std `std`; norms 1) — for
+    /// benchmarks and synthetic tests.
     public func randomize(seed: UInt64, std: Float = 0.02) {
         var rng = SeededRNG(seed: seed)
-        for name in namedWeights.keys.sorted() {
-            let w = namedWeights[name]!
+        let weights = weightTensors
+        for name in weights.keys.sorted() {
+            let w = weights[name]!
             if name.hasSuffix("norm.weight") { for i in 0..<w.count { w.pointer[i] = 1 } }
             else { for i in 0..<w.count { w.pointer[i] = std * rng.nextNormal() } }
         }
@@ -139,7 +167,7 @@ public final class LlamaModel: @unchecked Sendable {
         let v = configuration.vocabularySize
         let flat = tokens.flatMap { $0 }
         precondition(flat.allSatisfy { $0 >= 0 && $0 < v }, "token id outside the vocabulary 0..<\(v)")
-        return withNoGrad { embedTokens.gatherRows(flat) }.reshaped([b, t, configuration.hiddenSize])
+        return withNoGrad { embedTokens.rows(flat) }.reshaped([b, t, configuration.hiddenSize])
     }
 
     /// Transformers' positions for a left-padded batch: each real token's index among the real
@@ -200,28 +228,20 @@ public final class LlamaModel: @unchecked Sendable {
         case .hiddenStates:
             return norm(x)
         case .all:
-            return Tensor.linear(norm(x), weight: lmHead)               // (B, T, vocab)
+            return lmHead(norm(x))                                      // (B, T, vocab)
         case .last:
             let h = norm(x.selectingRows((0..<b).map { $0 * t + t - 1 }))  // (B, hidden)
             return logits(of: h)                                        // (B, vocab)
         case let .rows(rows):
-            return Tensor.linear(norm(x.selectingRows(rows)), weight: lmHead)  // (rows, vocab)
+            return lmHead(norm(x.selectingRows(rows)))                  // (rows, vocab)
         }
     }
 
     /// The LM head on hidden states (N, hidden): (N, vocab); one row uses a matrix-vector product.
-    func logits(of h: Tensor) -> Tensor {
-        if h.shape[0] == 1 && !(GradMode.isEnabled && h.requiresGrad) {
-            let out = Tensor(uninitialized: [1, configuration.vocabularySize])
-            BLAS.sgemv(trans: false, m: configuration.vocabularySize, n: configuration.hiddenSize,
-                       a: lmHead.pointer, lda: configuration.hiddenSize, x: h.pointer, beta: 0, y: out.pointer)
-            return out
-        }
-        return Tensor.linear(h, weight: lmHead)
-    }
+    func logits(of h: Tensor) -> Tensor { lmHead(h) }
 
     /// Parameters of all attached adapters.
     public var adapterParameters: [Tensor] {
-        layers.flatMap { $0.linears.flatMap { $0.adapter?.trainableParameters ?? [] } }
+        layers.flatMap { $0.linears.flatMap { $0.linear.adapter?.trainableParameters ?? [] } }
     }
 }

@@ -66,7 +66,7 @@ public struct LoRAConfiguration: Sendable, Equatable, Codable {
     }
 }
 
-/// One LoRA adapter: delta(x) = scaling · B · A · dropout(x), attached to a frozen `LlamaLinear`.
+/// One LoRA adapter: delta(x) = scaling · B · A · dropout(x), attached to a frozen `Linear`.
 public final class LoRALinear: LinearAdapter, @unchecked Sendable {
     /// lora_A.weight (r, in): kaiming-uniform (a = √5) at creation, as peft.
     public let a: Tensor
@@ -118,7 +118,7 @@ public final class LoRAModel: @unchecked Sendable {
     /// The module paths in a fixed order (layer, then q k v o gate up down).
     public let modulePaths: [String]
     public private(set) var isMerged = false
-    private var linears: [String: LlamaLinear] = [:]
+    private var linears: [String: Linear] = [:]
 
     /// Attaches fresh adapters (A random from `seed`, B zero) to `base`.
     public init(base: LlamaModel, configuration: LoRAConfiguration, seed: UInt64 = 0) {
@@ -127,10 +127,10 @@ public final class LoRAModel: @unchecked Sendable {
         var adapters: [String: LoRALinear] = [:]
         var paths: [String] = []
         for (i, layer) in base.layers.enumerated() {
-            for linear in layer.linears {
-                let name = String(linear.key.split(separator: ".").last!)
+            for (key, linear) in layer.linears {
+                let name = String(key.split(separator: ".").last!)
                 guard configuration.targetModules.contains(name) else { continue }
-                let path = "model.layers.\(i).\(linear.key)"
+                let path = "model.layers.\(i).\(key)"
                 let adapter = LoRALinear(inFeatures: linear.inFeatures, outFeatures: linear.outFeatures,
                                          configuration: configuration, rng: SeededRNG(seed: seed, key: ["lora", path]))
                 adapters[path] = adapter
@@ -164,8 +164,10 @@ public final class LoRAModel: @unchecked Sendable {
     }
 
     /// Folds W += scaling · B · A into every adapted base weight and detaches the adapters.
+    /// A base held in 16 bits is left as it is, adapters attached (folding would round the
+    /// update away): `isMerged` stays false.
     public func merge() {
-        guard !isMerged else { return }
+        guard !isMerged, linears.values.allSatisfy({ $0.weight.floatTensor != nil }) else { return }
         apply(sign: 1)
         for (_, linear) in linears { linear.adapter = nil }
         isMerged = true
@@ -185,7 +187,7 @@ public final class LoRAModel: @unchecked Sendable {
             let out = linear.outFeatures, inp = linear.inFeatures, r = configuration.rank
             // W (out, in) += sign · scaling · B (out, r) · A (r, in)
             BLAS.sgemm(transA: false, transB: false, m: out, n: inp, k: r, alpha: sign * ad.scaling,
-                       a: ad.b.pointer, lda: r, b: ad.a.pointer, ldb: inp, beta: 1, c: linear.weight.pointer, ldc: inp)
+                       a: ad.b.pointer, lda: r, b: ad.a.pointer, ldb: inp, beta: 1, c: linear.weight.tensor.pointer, ldc: inp)
         }
     }
 

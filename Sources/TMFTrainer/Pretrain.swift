@@ -513,13 +513,13 @@ public final class Pretrainer {
                 throw PretrainError.badInitFolder(path: initFrom.path, reason: "it has no tokenizer.model")
             }
             let loaded: LlamaModel
-            do { loaded = try LlamaModel.load(directory: initFrom) } catch {
+            do { loaded = try LlamaModel.load(directory: initFrom, dtype: .f32) } catch {
                 throw PretrainError.badInitFolder(path: initFrom.path, reason: error.localizedDescription)
             }
             // Own copies of the weights (loaded F32 tensors may alias the checkpoint's mapping).
             model = LlamaModel(configuration: loaded.configuration)
-            let source = loaded.namedWeights
-            for (name, w) in model.namedWeights { w.pointer.update(from: source[name]!.pointer, count: w.count) }
+            let source = loaded.weightTensors
+            for (name, w) in model.weightTensors { w.pointer.update(from: source[name]!.pointer, count: w.count) }
             tokenizer = try SentencePieceTokenizer(directory: initFrom)
             if tokenizerSource.standardizedFileURL.path != tokenizerURL.standardizedFileURL.path {
                 do {
@@ -561,7 +561,7 @@ public final class Pretrainer {
             // GPT-2 / nanoGPT: residual output projections start smaller, by 1/√(2·layers).
             let residualScale = 1 / Float(2 * p.layers).squareRoot()
             for layer in model.layers {
-                for w in [layer.attention.oProj.weight, layer.mlp.downProj.weight] {
+                for w in [layer.attention.oProj.weight.tensor, layer.mlp.downProj.weight.tensor] {
                     for i in 0..<w.count { w.pointer[i] *= residualScale }
                 }
             }
@@ -596,7 +596,7 @@ public final class Pretrainer {
         }
         self.rng = rng
 
-        named = model.namedWeights.sorted { $0.key < $1.key }.map { (name: $0.key, tensor: $0.value) }
+        named = model.weightTensors.sorted { $0.key < $1.key }.map { (name: $0.key, tensor: $0.value) }
         for p in named { p.tensor.requiresGrad = true }
         let matrices = named.filter { $0.tensor.rank >= 2 }.map(\.tensor)
         let vectors = named.filter { $0.tensor.rank < 2 }.map(\.tensor)
@@ -621,7 +621,7 @@ public final class Pretrainer {
         let inputs = windows.flatMap { $0.dropLast() }
         let targets = windows.flatMap { $0.dropFirst() }
         // The embedding lookup is done here, not by the model, so the (tied) table gets its gradient.
-        let x = model.embedTokens.gatherRows(inputs).reshaped([b, l, d])          // (B, L, hidden)
+        let x = model.embedTokens.rows(inputs).reshaped([b, l, d])          // (B, L, hidden)
         let logits = model(.embeddings(x), logits: .all, training: true)           // (B, L, vocab)
         return Tensor.crossEntropy(logits.reshaped([b * l, model.configuration.vocabularySize]), targets: targets)
     }

@@ -34,7 +34,7 @@ final class GenerateCommandTests: XCTestCase {
         let model = LlamaModel(configuration: config)
         model.randomize(seed: 7, std: 0.2)
         try JSONEncoder().encode(config).write(to: llm.appendingPathComponent("config.json"))
-        try SafeTensorsWriter.write(model.namedWeights, to: llm.appendingPathComponent("model.safetensors"))
+        try SafeTensorsWriter.write(model.weightTensors, to: llm.appendingPathComponent("model.safetensors"))
         try FileManager.default.copyItem(at: tokenizerURL, to: llm.appendingPathComponent("tokenizer.model"))
 
         let lora = LoRAModel(base: model, configuration: try LoRAConfiguration(rank: 4, alpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"]),

@@ -206,7 +206,7 @@ extension XCTestCase {
         let model = LlamaModel(configuration: config)
         model.randomize(seed: 5, std: 0.1)
         try JSONEncoder().encode(config).write(to: llm.appendingPathComponent("config.json"))
-        try SafeTensorsWriter.write(model.namedWeights, to: llm.appendingPathComponent("model.safetensors"))
+        try SafeTensorsWriter.write(model.weightTensors, to: llm.appendingPathComponent("model.safetensors"))
         try FileManager.default.copyItem(at: tokenizerURL, to: llm.appendingPathComponent("tokenizer.model"))
         return Setup(shop: shop, llm: llm, root: root)
     }

@@ -116,10 +116,10 @@ final class LlamaErrorTests: XCTestCase {
 
     func testTiedHeadSharesEmbedding() throws {
         let tied = try LlamaFixtures.model("tiny-tied")
-        XCTAssertTrue(tied.lmHead === tied.embedTokens)
-        XCTAssertNil(tied.namedWeights["lm_head.weight"])
+        XCTAssertTrue(tied.lmHead.weight.tensor === tied.embedTokens.weight.tensor)
+        XCTAssertNil(tied.weightTensors["lm_head.weight"])
         let untied = try LlamaFixtures.model("tiny-untied")
-        XCTAssertFalse(untied.lmHead === untied.embedTokens)
+        XCTAssertFalse(untied.lmHead.weight.tensor === untied.embedTokens.weight.tensor)
     }
 }
 
@@ -129,7 +129,7 @@ final class LlamaWeightNameTests: XCTestCase {
         for name in ["tiny-tied", "tiny-untied"] {
             let c = try LlamaConfiguration.load(directory: LlamaFixtures.folder(name))
             let model = LlamaModel(configuration: c)
-            XCTAssertEqual(LlamaModel.expectedWeights(c), model.namedWeights.mapValues(\.shape))
+            XCTAssertEqual(LlamaModel.expectedWeights(c), model.weightTensors.mapValues(\.shape))
         }
     }
 }

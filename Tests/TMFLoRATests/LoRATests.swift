@@ -90,14 +90,14 @@ final class LoRATests: XCTestCase {
         XCTAssertLessThan(eEmb, 1e-3, "input embedding gradient")
         print("LoRA gradients: worst relative error \(worst); input embeddings \(eEmb)")
         // The frozen base collects nothing.
-        XCTAssertTrue(model.namedWeights.values.allSatisfy { $0.grad == nil && !$0.requiresGrad })
+        XCTAssertTrue(model.weightTensors.values.allSatisfy { $0.grad == nil && !$0.requiresGrad })
     }
 
     func testMergedEqualsUnmerged() throws {
         let model = try LlamaModel.load(directory: baseURL)
         let c = try testCase()
         let baseLogits = withNoGrad { model(.tokens(c.ids), attentionMask: c.mask) }
-        let w0 = model.layers[1].attention.qProj.weight.scalars
+        let w0 = model.layers[1].attention.qProj.weight.tensor.scalars
         let lora = try LoRAModel.load(directory: adapterURL, base: model)
         let unmerged = withNoGrad { model(.tokens(c.ids), attentionMask: c.mask) }
         lora.merge()
@@ -105,7 +105,7 @@ final class LoRATests: XCTestCase {
         let merged = withNoGrad { model(.tokens(c.ids), attentionMask: c.mask) }
         XCTAssertLessThan(relativeError(merged.scalars, unmerged.scalars), 1e-5)
         lora.unmerge()
-        assertClose(model.layers[1].attention.qProj.weight.scalars, w0, rtol: 1e-5, atol: 1e-6)
+        assertClose(model.layers[1].attention.qProj.weight.tensor.scalars, w0, rtol: 1e-5, atol: 1e-6)
         let again = withNoGrad { model(.tokens(c.ids), attentionMask: c.mask) }
         XCTAssertLessThan(relativeError(again.scalars, unmerged.scalars), 1e-5)
         lora.detach()
