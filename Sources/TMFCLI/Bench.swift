@@ -26,6 +26,17 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Repetitions per figure (the median is reported).")
     var repeats: Int = 5
 
+    @Option(help: "Tokens of the prefill figure for `llama`.")
+    var prefill: Int = 256
+
+    @Option(help: "Decoded tokens per repetition for `llama`.")
+    var decode: Int = 64
+
+    @Option(help: "Sequences × tokens of the LoRA step for `llama`, as BxT.")
+    var loraBatch: String = "4x128"
+
+    @OptionGroup var weights: WeightOptions
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -33,6 +44,10 @@ struct BenchCommand: ParsableCommand {
         if what == "llama" && llm == nil { throw ValidationError("`tmf bench llama` needs --llm DIR (a Llama folder)") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if !(1...65536).contains(prefill) || !(1...65536).contains(decode) {
+            throw ValidationError("--prefill and --decode must be between 1 and 65536")
+        }
+        guard loraShape != nil else { throw ValidationError("--lora-batch must be BxT with B and T from 1 to 65536, got '\(loraBatch)'") }
         if what == "clip" && clip == nil { throw ValidationError("tmf bench clip needs --clip DIR (a Hugging Face CLIP folder)") }
     }
 
@@ -45,7 +60,9 @@ struct BenchCommand: ParsableCommand {
         if what == "llama", let llm {
             print("tmf bench llama: \(threads) OpenBLAS thread(s); median of \(repeats)")
             do {
-                try LlamaBench(directory: URL(fileURLWithPath: llm), repeats: repeats).run()
+                let shape = loraShape!
+                try LlamaBench(directory: URL(fileURLWithPath: llm), repeats: repeats, dtype: try weights.storageType,
+                               prefillTokens: prefill, decodeTokens: decode, batch: shape.0, sequence: shape.1).run()
             } catch {
                 printError("tmf bench llama: \(error.localizedDescription)")
                 throw ExitCode(1)
@@ -169,4 +186,13 @@ struct OpsBench {
 
     func gf(_ flopsPerSecond: Double) -> String { String(format: "%.1f", flopsPerSecond / 1e9) }
     func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count) }
+}
+
+extension BenchCommand {
+    /// `--lora-batch` parsed: (sequences, tokens), or nil when malformed.
+    var loraShape: (Int, Int)? {
+        let parts = loraBatch.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts.allSatisfy({ (1...65536).contains($0) }) else { return nil }
+        return (parts[0], parts[1])
+    }
 }

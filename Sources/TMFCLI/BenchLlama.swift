@@ -15,50 +15,54 @@ import Glibc
 struct LlamaBench {
     let directory: URL
     let repeats: Int
-
-    static let prefillTokens = 256, promptTokens = 16, decodeTokens = 64, batch = 4, sequence = 128
+    /// How to hold the matrices (nil: as the checkpoint stores them).
+    var dtype: WeightStorageType?
+    var prefillTokens = 256, decodeTokens = 64, batch = 4, sequence = 128
+    static let promptTokens = 16
 
     func run() throws {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let model = try LlamaModel.load(directory: directory)
+        let model = try LlamaModel.load(directory: directory, dtype: dtype)
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         let c = model.configuration
         print(String(format: "model: %@ (%.1fM parameters, hidden %d, %d layers, %d heads / %d KV, FFN %d, vocab %d%@); loaded in %.2f s",
                      directory.path, Double(c.parameterCount) / 1e6, c.hiddenSize, c.hiddenLayers, c.attentionHeads,
                      c.kvHeads, c.intermediateSize, c.vocabularySize, c.tieWordEmbeddings ? ", tied" : "", loadSeconds))
+        print("weights: \(model.storageType.rawValue) matrices" + (model.storageType == .f32 ? ""
+              : " (\(HalfMatMul.path(for: model.storageType.halfPrecision!)) kernels)"))
         var rng = SeededRNG(seed: 0)
-        let ids = (0..<Self.prefillTokens).map { _ in 3 + rng.nextInt(below: c.vocabularySize - 3) }
+        let ids = (0..<prefillTokens).map { _ in 3 + rng.nextInt(below: c.vocabularySize - 3) }
 
         // Prefill.
         let prefill = medianSeconds(repeats) { _ = withNoGrad { model(.tokens([ids]), logits: .last) } }
-        let prefillFlops = forwardFlops(c, rows: Self.prefillTokens, sequence: Self.prefillTokens, headRows: 1)
-        let rawPrefill = rawSgemmSeconds(c, rows: Self.prefillTokens, headRows: 1)
-        print("\n== prefill \(Self.prefillTokens) tokens (logits for the last position) ==")
+        let prefillFlops = forwardFlops(c, rows: prefillTokens, sequence: prefillTokens, headRows: 1)
+        let rawPrefill = rawSgemmSeconds(c, rows: prefillTokens, headRows: 1)
+        print("\n== prefill \(prefillTokens) tokens (logits for the last position) ==")
         print(String(format: "tmf: %.1f tok/s (%.1f ms) = %.1f GFLOP/s; raw sgemm on the same shapes: %.1f GFLOP/s; ratio %.0f%%",
-                     Double(Self.prefillTokens) / prefill, prefill * 1e3, prefillFlops / prefill / 1e9,
+                     Double(prefillTokens) / prefill, prefill * 1e3, prefillFlops / prefill / 1e9,
                      prefillFlops / rawPrefill / 1e9, 100 * rawPrefill / prefill))
 
         // Decode.
         var decodeTimes: [Double] = []
         for _ in 0...repeats {
-            let cache = KVCache(configuration: c, batchSize: 1, capacity: Self.promptTokens + Self.decodeTokens + 1)
+            let cache = KVCache(configuration: c, batchSize: 1, capacity: Self.promptTokens + decodeTokens + 1)
             withNoGrad {
                 var logits = model(.tokens([Array(ids[..<Self.promptTokens])]), logits: .last, cache: cache)
                 let start = DispatchTime.now().uptimeNanoseconds
-                for _ in 0..<Self.decodeTokens {
+                for _ in 0..<decodeTokens {
                     var best = 0
                     for i in 0..<c.vocabularySize where logits.pointer[i] > logits.pointer[best] { best = i }
                     logits = model(.tokens([[best]]), logits: .last, cache: cache)
                 }
-                decodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(Self.decodeTokens))
+                decodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(decodeTokens))
             }
         }
         decodeTimes.removeFirst()
         decodeTimes.sort()
         let perToken = decodeTimes[decodeTimes.count / 2]
-        let weightBytes = Double(c.parameterCount) * 4
+        let weightBytes = Double(c.parameterCount) * (model.storageType == .f32 ? 4 : 2)
         let copyRate = memcpyBytesPerSecond()
-        print("\n== decode (\(Self.decodeTokens) tokens after a \(Self.promptTokens)-token prompt, batch 1) ==")
+        print("\n== decode (\(decodeTokens) tokens after a \(Self.promptTokens)-token prompt, batch 1) ==")
         print(String(format: "tmf: %.1f tok/s (%.2f ms/token); weights read %.1f GB/s; memcpy on this machine %.1f GB/s "
                      + "(bytes read + written); ratio %.0f%%", 1 / perToken, perToken * 1e3, weightBytes / perToken / 1e9,
                      copyRate / 1e9, 100 * weightBytes / perToken / copyRate))
@@ -66,21 +70,21 @@ struct LlamaBench {
         // LoRA training step.
         let lora = LoRAModel(base: model, configuration: try LoRAConfiguration(rank: 8, alpha: 16, targetModules: ["q_proj", "v_proj"]), seed: 1)
         let adam = Adam(parameters: lora.parameters, learningRate: 1e-4)
-        let batch = (0..<Self.batch).map { _ in (0..<Self.sequence).map { _ in 3 + rng.nextInt(below: c.vocabularySize - 3) } }
-        let targets = batch.flatMap { $0 }
+        let tokens = (0..<batch).map { _ in (0..<sequence).map { _ in 3 + rng.nextInt(below: c.vocabularySize - 3) } }
+        let targets = tokens.flatMap { $0 }
         let step = medianSeconds(repeats) {
             adam.zeroGrad()
-            let logits = model(.tokens(batch), training: true)
+            let logits = model(.tokens(tokens), training: true)
             let loss = Tensor.crossEntropy(logits.reshaped([-1, c.vocabularySize]), targets: targets)
             loss.backward()
             adam.step()
         }
-        let rows = Self.batch * Self.sequence
+        let rows = batch * sequence
         // Forward, then backward through every frozen matmul for the input gradient only (≈ the
         // same FLOPs again); LoRA's own matmuls are negligible.
-        let stepFlops = 2 * forwardFlops(c, rows: rows, sequence: Self.sequence, headRows: rows)
+        let stepFlops = 2 * forwardFlops(c, rows: rows, sequence: sequence, headRows: rows)
         let rawStep = 2 * rawSgemmSeconds(c, rows: rows, headRows: rows)
-        print("\n== LoRA training step (r=8 on q_proj,v_proj; batch \(Self.batch)×\(Self.sequence); forward + backward + Adam) ==")
+        print("\n== LoRA training step (r=8 on q_proj,v_proj; batch \(batch)×\(sequence); forward + backward + Adam) ==")
         print(String(format: "tmf: %.1f tok/s (%.0f ms) = %.1f GFLOP/s; raw sgemm on the same shapes: %.1f GFLOP/s; ratio %.0f%%",
                      Double(rows) / step, step * 1e3, stepFlops / step / 1e9, stepFlops / rawStep / 1e9, 100 * rawStep / step))
         lora.detach()

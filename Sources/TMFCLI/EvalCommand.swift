@@ -60,6 +60,8 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print no progress.")
     var quiet = false
 
+    @OptionGroup var weights: WeightOptions
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -152,7 +154,8 @@ struct EvalCommand: ParsableCommand {
                 return
             }
 
-            let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) }, skipInvalid: dropInvalid)
+            let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) }, skipInvalid: dropInvalid,
+                                                dtype: try weights.storageType)
             let dataset = trained.dataset
             let seedValue = seed ?? trained.spec.training.seed
             var examples = SplitExamples(dataset)[splitValue]

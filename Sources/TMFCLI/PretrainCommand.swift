@@ -83,8 +83,8 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Report the held-out loss every N steps (0: only at the end).")
     var evalEvery: Int = 0
 
-    @Option(help: "Weights' storage type: f32 or bf16.")
-    var dtype: String = "f32"
+    @Option(help: "The storage type of the weights it writes: f32 or bf16.")
+    var saveDtype: String = "f32"
 
     @OptionGroup var compute: ComputeOptions
 
@@ -117,8 +117,8 @@ struct PretrainCommand: ParsableCommand {
         if titleTokens && (data == nil || initFrom != nil) {
             throw PretrainError.invalidParameter("--title-tokens needs --data and a new model (not --init)")
         }
-        guard let weightsType = WeightsDType(rawValue: dtype) else {
-            throw PretrainError.invalidParameter("--dtype must be f32 or bf16, got '\(dtype)'")
+        guard let weightsType = WeightsDType(rawValue: saveDtype) else {
+            throw PretrainError.invalidParameter("--save-dtype must be f32 or bf16, got '\(saveDtype)'")
         }
         if let threads = compute.threads {
             guard threads >= 1 else { throw PretrainError.invalidParameter("--threads must be at least 1") }

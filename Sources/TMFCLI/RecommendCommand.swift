@@ -69,6 +69,8 @@ struct RecommendCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    @OptionGroup var weights: WeightOptions
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -148,7 +150,8 @@ struct RecommendCommand: ParsableCommand {
     func run() throws {
         compute.apply()
         try reportingErrors {
-            let trained = try TrainedModel.load(folder: URL(fileURLWithPath: model), data: data.map { URL(fileURLWithPath: $0) })
+            let trained = try TrainedModel.load(folder: URL(fileURLWithPath: model), data: data.map { URL(fileURLWithPath: $0) },
+                                                dtype: try weights.storageType)
             let dataset = trained.dataset
             if let target, target != trained.spec.target {
                 throw DataError.invalidArgument("--target \(target): this model was trained to predict '\(trained.spec.target)'; train one with that target")

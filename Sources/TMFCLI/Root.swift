@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TMFTensor
 
 /// The `tmf` command: a root with one subcommand per task (DESIGN.md §2).
 public struct TMFCommand: ParsableCommand {
@@ -25,6 +26,25 @@ struct ComputeOptions: ParsableArguments {
             throw refuseLimit("--threads \(threads) is more than the \(CommandLimits.threads) allowed; give at most the machine's cores (\(ProcessInfo.processInfo.activeProcessorCount) here)")
         }
     }
+}
+
+/// `--dtype`, for commands that load a Llama.
+struct WeightOptions: ParsableArguments {
+    @Option(help: "How to hold the LLM's frozen matrices: bf16, f16 or f32 (default: as its checkpoint stores them; 16-bit checkpoints are used in place, memory-mapped).")
+    var dtype: String?
+
+    /// The parsed value (nil: the checkpoint's own type).
+    var storageType: WeightStorageType? {
+        get throws {
+            guard let dtype else { return nil }
+            guard let t = WeightStorageType(rawValue: dtype) else {
+                throw ValidationError("--dtype must be bf16, f16 or f32, got '\(dtype)'")
+            }
+            return t
+        }
+    }
+
+    func validate() throws { _ = try storageType }
 }
 
 /// Writes one line to standard error.

@@ -122,6 +122,9 @@ public struct PipelineOptions: Sendable {
     public var stage: Stage = .all
     public var resume = false
     public var skipInvalid = false
+    /// How the LLM's matrices are held (nil: as its checkpoint stores them; see
+    /// `LlamaModel.load(directory:dtype:)`). Not part of the model: eval may choose another.
+    public var dtype: WeightStorageType?
 
     public init(dataset: URL, model: URL, llm: URL, clip: URL) {
         self.dataset = dataset; self.model = model; self.llm = llm; self.clip = clip
@@ -373,7 +376,7 @@ public enum Pipeline {
         if options.stage == .graph { return true }
 
         onEvent(.stage(.llm, cached: false))
-        let llm = try LlamaModel.load(directory: llmURL)
+        let llm = try LlamaModel.load(directory: llmURL, dtype: options.dtype)
         let lora = LoRAModel(base: llm, configuration: options.lora, seed: options.training.seed)
         let fusion = try FusionModule(configuration: fusionConfig, seed: options.training.seed)
         let recommender = Recommender(llm: llm, lora: lora, fusion: fusion, features: features,
@@ -452,7 +455,8 @@ public struct TrainedModel {
     /// Loads `folder` (tmf.json, the adapter, fusion weights, item features and MBHT).
     /// - Parameter data: a dataset folder overriding the one the model remembers.
     /// - Parameter skipInvalid: drop invalid dataset rows; nil: as the model was trained.
-    public static func load(folder: URL, data: URL? = nil, skipInvalid: Bool? = nil) throws -> TrainedModel {
+    public static func load(folder: URL, data: URL? = nil, skipInvalid: Bool? = nil,
+                            dtype: WeightStorageType? = nil) throws -> TrainedModel {
         let spec = try ModelSpec.load(folder: folder)
         let dataURL = data ?? URL(fileURLWithPath: spec.dataset)
         let dataset = try Dataset.load(from: dataURL, options: LoadOptions(skipInvalid: skipInvalid ?? spec.skipInvalid ?? false,
@@ -463,7 +467,7 @@ public struct TrainedModel {
         }
         let graphModel = try MBHTModel.load(from: folder.appendingPathComponent(Pipeline.graphFile))
         let llmURL = URL(fileURLWithPath: spec.llm)
-        let llm = try LlamaModel.load(directory: llmURL)
+        let llm = try LlamaModel.load(directory: llmURL, dtype: dtype)
         let lora = try LoRAModel.load(directory: folder, base: llm)
         let fusion = try FusionModule(configuration: spec.fusion, seed: 0)
         try loadStrict(Dictionary(uniqueKeysWithValues: fusion.namedParameters),
