@@ -36,10 +36,11 @@ the other tensors; norm weights are 1. bf16 is float32 rounded to nearest even o
 torch's .to(torch.bfloat16) does), f16 numpy's astype. Tensors are generated and written in row
 chunks of about 2^20 values, so memory stays small whatever the shape.
 
-Cost on a 2-core Xeon (one core used): 7b bf16 writes 13.5 GB (3 shards of <= 5 GB) in about
-4-5 minutes at about 80 MB resident (peak RSS from /usr/bin/time -v); the page cache holds what
-was written, not the process. Disk: 7b bf16/f16 13.5 GB, 7b f32 27 GB; 110m bf16 219 MB, f32
-438 MB. The numbers here are from Scripts/bench_7b.sh's first run, see its header.
+Cost, measured on a 2-core Xeon (Ice Lake-class, one core used, the other busy with a build):
+7b bf16 wrote 13.5 GB (3 shards of <= 5 GB) in 197 s wall (116 s user, 35 s system) at 47 MB
+peak RSS (/usr/bin/time -v); the page cache fills with what was written, the process does not
+grow. --check on 7b reads the shards' headers and one tensor each (about 1 GB resident, 7 s).
+110m: 4-5 s. Disk: 7b bf16/f16 13.5 GB, 7b f32 27 GB; 110m bf16 219 MB, f32 438 MB.
 """
 import argparse
 import hashlib
