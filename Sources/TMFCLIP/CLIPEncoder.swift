@@ -1,74 +1,25 @@
 import TMFTensor
 
-/// Parameters of a module under their checkpoint names, relative to the module.
-protocol CLIPModule {
-    /// (name relative to this module, tensor), e.g. ("q_proj.weight", [D, D]).
-    var namedParameters: [(String, Tensor)] { get }
-}
-
-extension CLIPModule {
-    /// `namedParameters` with `prefix.` in front of each name.
-    func parameters(under prefix: String) -> [(String, Tensor)] {
-        namedParameters.map { (prefix + "." + $0.0, $0.1) }
-    }
-}
-
-/// A linear layer with PyTorch's weight layout: y = x · weightᵀ + bias.
-struct CLIPLinear: CLIPModule, Sendable {
-    let weight: Tensor  // (out, in)
-    let bias: Tensor?   // (out)
-
-    init(in inputs: Int, out outputs: Int, bias: Bool = true) {
-        weight = Tensor(zeros: [outputs, inputs])
-        self.bias = bias ? Tensor(zeros: [outputs]) : nil
-    }
-
-    var namedParameters: [(String, Tensor)] {
-        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
-    }
-
-    /// x [..., in] → [..., out]
-    func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias) }
-}
-
-/// nn.LayerNorm over the last axis.
-struct CLIPLayerNorm: CLIPModule, Sendable {
-    let weight: Tensor  // (D)
-    let bias: Tensor    // (D)
-    let eps: Float
-
-    init(_ width: Int, eps: Float) {
-        weight = Tensor(repeating: 1, shape: [width])
-        bias = Tensor(zeros: [width])
-        self.eps = eps
-    }
-
-    var namedParameters: [(String, Tensor)] { [("weight", weight), ("bias", bias)] }
-
-    /// x [..., D] → [..., D]
-    func callAsFunction(_ x: Tensor) -> Tensor { Tensor.layerNorm(x, weight: weight, bias: bias, eps: eps) }
-}
+// CLIP's encoder blocks, composed of the module layer's `Linear` and `LayerNorm`
+// (TMFTensor/Module.swift). Keys are transformers', relative to each block.
 
 /// `CLIPAttention`: multi-head self-attention with biased q/k/v/out projections and scale Dh^-½.
-struct CLIPAttention: CLIPModule, Sendable {
-    let qProj: CLIPLinear    // q_proj: (D, D) + (D)
-    let kProj: CLIPLinear    // k_proj: (D, D) + (D)
-    let vProj: CLIPLinear    // v_proj: (D, D) + (D)
-    let outProj: CLIPLinear  // out_proj: (D, D) + (D)
+struct CLIPAttention: Module, Sendable {
+    let qProj: Linear    // q_proj: (D, D) + (D)
+    let kProj: Linear    // k_proj: (D, D) + (D)
+    let vProj: Linear    // v_proj: (D, D) + (D)
+    let outProj: Linear  // out_proj: (D, D) + (D)
     let heads: Int
 
-    init(width: Int, heads: Int) {
-        qProj = CLIPLinear(in: width, out: width)
-        kProj = CLIPLinear(in: width, out: width)
-        vProj = CLIPLinear(in: width, out: width)
-        outProj = CLIPLinear(in: width, out: width)
+    init(width: Int, heads: Int, _ load: WeightLoader) throws {
+        qProj = try Linear(inFeatures: width, outFeatures: width, bias: true, load.scoped("q_proj"))
+        kProj = try Linear(inFeatures: width, outFeatures: width, bias: true, load.scoped("k_proj"))
+        vProj = try Linear(inFeatures: width, outFeatures: width, bias: true, load.scoped("v_proj"))
+        outProj = try Linear(inFeatures: width, outFeatures: width, bias: true, load.scoped("out_proj"))
         self.heads = heads
     }
 
-    var namedParameters: [(String, Tensor)] {
-        qProj.parameters(under: "q_proj") + kProj.parameters(under: "k_proj")
-            + vProj.parameters(under: "v_proj") + outProj.parameters(under: "out_proj")
-    }
+    var children: [(String, any Module)] { [("q_proj", qProj), ("k_proj", kProj), ("v_proj", vProj), ("out_proj", outProj)] }
 
     /// x (N, T, D) → (N, T, D). `causal` and `keyMask` ([N][T], false = padding) as in
     /// `Tensor.multiHeadAttention`.
@@ -83,18 +34,18 @@ struct CLIPAttention: CLIPModule, Sendable {
 }
 
 /// `CLIPMLP`: fc1 → activation → fc2.
-struct CLIPMLP: CLIPModule, Sendable {
-    let fc1: CLIPLinear  // (I, D) + (I)
-    let fc2: CLIPLinear  // (D, I) + (D)
+struct CLIPMLP: Module, Sendable {
+    let fc1: Linear  // (I, D) + (I)
+    let fc2: Linear  // (D, I) + (D)
     let activation: CLIPActivation
 
-    init(width: Int, intermediate: Int, activation: CLIPActivation) {
-        fc1 = CLIPLinear(in: width, out: intermediate)
-        fc2 = CLIPLinear(in: intermediate, out: width)
+    init(width: Int, intermediate: Int, activation: CLIPActivation, _ load: WeightLoader) throws {
+        fc1 = try Linear(inFeatures: width, outFeatures: intermediate, bias: true, load.scoped("fc1"))
+        fc2 = try Linear(inFeatures: intermediate, outFeatures: width, bias: true, load.scoped("fc2"))
         self.activation = activation
     }
 
-    var namedParameters: [(String, Tensor)] { fc1.parameters(under: "fc1") + fc2.parameters(under: "fc2") }
+    var children: [(String, any Module)] { [("fc1", fc1), ("fc2", fc2)] }
 
     /// x (..., D) → (..., D)
     func callAsFunction(_ x: Tensor) -> Tensor {
@@ -109,22 +60,21 @@ struct CLIPMLP: CLIPModule, Sendable {
 }
 
 /// `CLIPEncoderLayer`: pre-norm residual attention, then pre-norm residual MLP.
-struct CLIPEncoderLayer: CLIPModule, Sendable {
-    let layerNorm1: CLIPLayerNorm  // (D), (D)
+struct CLIPEncoderLayer: Module, Sendable {
+    let layerNorm1: LayerNorm  // (D), (D)
     let selfAttention: CLIPAttention
-    let layerNorm2: CLIPLayerNorm  // (D), (D)
+    let layerNorm2: LayerNorm  // (D), (D)
     let mlp: CLIPMLP
 
-    init(width: Int, intermediate: Int, heads: Int, activation: CLIPActivation, eps: Float) {
-        layerNorm1 = CLIPLayerNorm(width, eps: eps)
-        selfAttention = CLIPAttention(width: width, heads: heads)
-        layerNorm2 = CLIPLayerNorm(width, eps: eps)
-        mlp = CLIPMLP(width: width, intermediate: intermediate, activation: activation)
+    init(width: Int, intermediate: Int, heads: Int, activation: CLIPActivation, eps: Float, _ load: WeightLoader) throws {
+        layerNorm1 = try LayerNorm(dim: width, eps: eps, load.scoped("layer_norm1"))
+        selfAttention = try CLIPAttention(width: width, heads: heads, load.scoped("self_attn"))
+        layerNorm2 = try LayerNorm(dim: width, eps: eps, load.scoped("layer_norm2"))
+        mlp = try CLIPMLP(width: width, intermediate: intermediate, activation: activation, load.scoped("mlp"))
     }
 
-    var namedParameters: [(String, Tensor)] {
-        layerNorm1.parameters(under: "layer_norm1") + selfAttention.parameters(under: "self_attn")
-            + layerNorm2.parameters(under: "layer_norm2") + mlp.parameters(under: "mlp")
+    var children: [(String, any Module)] {
+        [("layer_norm1", layerNorm1), ("self_attn", selfAttention), ("layer_norm2", layerNorm2), ("mlp", mlp)]
     }
 
     /// x (N, T, D) → (N, T, D)
@@ -152,18 +102,18 @@ struct CLIPEncoderLayer: CLIPModule, Sendable {
 }
 
 /// `CLIPEncoder`: a stack of encoder layers (`encoder.layers.{i}`).
-struct CLIPEncoder: CLIPModule, Sendable {
+struct CLIPEncoder: Module, Sendable {
     let layers: [CLIPEncoderLayer]
 
-    init(layers count: Int, width: Int, intermediate: Int, heads: Int, activation: CLIPActivation, eps: Float) {
-        layers = (0..<count).map { _ in
-            CLIPEncoderLayer(width: width, intermediate: intermediate, heads: heads, activation: activation, eps: eps)
+    init(layers count: Int, width: Int, intermediate: Int, heads: Int, activation: CLIPActivation, eps: Float,
+         _ load: WeightLoader) throws {
+        layers = try (0..<count).map { i in
+            try CLIPEncoderLayer(width: width, intermediate: intermediate, heads: heads, activation: activation, eps: eps,
+                                 load.scoped("layers.\(i)"))
         }
     }
 
-    var namedParameters: [(String, Tensor)] {
-        layers.enumerated().flatMap { i, layer in layer.parameters(under: "layers.\(i)") }
-    }
+    var children: [(String, any Module)] { layers.enumerated().map { ("layers.\($0.offset)", $0.element) } }
 
     /// x (N, T, D) → (N, T, D)
     func callAsFunction(_ x: Tensor, causal: Bool, keyMask: [[Bool]]?) -> Tensor {

@@ -5,29 +5,33 @@ import TMFTensor
 ///
 /// ids (N, T) → token + position embeddings → encoder (causal, optional padding mask) →
 /// `final_layer_norm` → the state at the pooled position → (N, D).
-public struct CLIPTextTransformer: Sendable {
+public struct CLIPTextTransformer: Module, Sendable {
     /// The configuration it was built from.
     public let configuration: CLIPTextConfiguration
-    let tokenEmbedding: Tensor           // embeddings.token_embedding.weight: (V, D)
-    let positionEmbedding: Tensor        // embeddings.position_embedding.weight: (maxT, D)
+    let tokenEmbedding: Embedding        // embeddings.token_embedding: (V, D)
+    let positionEmbedding: Weight        // embeddings.position_embedding.weight: (maxT, D), Float32
     let encoder: CLIPEncoder             // encoder.layers.{i}
-    let finalLayerNorm: CLIPLayerNorm    // final_layer_norm: (D), (D)
+    let finalLayerNorm: LayerNorm        // final_layer_norm: (D), (D)
 
-    /// A zero-initialised transformer (load weights with `CLIPModel.load`).
-    public init(configuration c: CLIPTextConfiguration) {
+    /// A transformer whose weights `load` supplies by key relative to `text_model` (see
+    /// `CLIPModel.init(configuration:_:)`). The position table is asked for with role `.vector`:
+    /// it is used as a Float32 tensor.
+    public init(configuration c: CLIPTextConfiguration, _ load: WeightLoader) throws {
         configuration = c
         let d = c.hiddenSize
-        tokenEmbedding = Tensor(zeros: [c.vocabSize, d])
-        positionEmbedding = Tensor(zeros: [c.maxPositionEmbeddings, d])
-        encoder = CLIPEncoder(layers: c.hiddenLayers, width: d, intermediate: c.intermediateSize,
-                              heads: c.attentionHeads, activation: c.hiddenAct, eps: c.layerNormEps)
-        finalLayerNorm = CLIPLayerNorm(d, eps: c.layerNormEps)
+        tokenEmbedding = try Embedding(count: c.vocabSize, width: d, load.scoped("embeddings.token_embedding"))
+        positionEmbedding = try load("embeddings.position_embedding.weight", shape: [c.maxPositionEmbeddings, d], role: .vector)
+        encoder = try CLIPEncoder(layers: c.hiddenLayers, width: d, intermediate: c.intermediateSize, heads: c.attentionHeads,
+                                  activation: c.hiddenAct, eps: c.layerNormEps, load.scoped("encoder"))
+        finalLayerNorm = try LayerNorm(dim: d, eps: c.layerNormEps, load.scoped("final_layer_norm"))
     }
 
-    var namedParameters: [(String, Tensor)] {
-        [("embeddings.token_embedding.weight", tokenEmbedding),
-         ("embeddings.position_embedding.weight", positionEmbedding)]
-            + encoder.parameters(under: "encoder") + finalLayerNorm.parameters(under: "final_layer_norm")
+    /// `embeddings.position_embedding.weight` (maxT, D).
+    public var ownWeights: [(String, Weight)] { [("embeddings.position_embedding.weight", positionEmbedding)] }
+
+    /// `embeddings.token_embedding` (V, D), `encoder`, `final_layer_norm` (D).
+    public var children: [(String, any Module)] {
+        [("embeddings.token_embedding", tokenEmbedding), ("encoder", encoder), ("final_layer_norm", finalLayerNorm)]
     }
 
     /// The position each sequence is pooled at, exactly as transformers' `CLIPTextTransformer`:
@@ -78,8 +82,8 @@ public struct CLIPTextTransformer: Sendable {
         }
         let positions = pooledPositions(ids)
         return withNoGrad {
-            let tokens = tokenEmbedding.gatherRows(ids.flatMap { $0 }).reshaped([n, t, d])  // (N, T, D)
-            let h0 = tokens + positionEmbedding.slice(axis: 0, 0..<t)                       // (N, T, D)
+            let tokens = tokenEmbedding.rows(ids.flatMap { $0 }).reshaped([n, t, d])       // (N, T, D)
+            let h0 = tokens + positionEmbedding.tensor.slice(axis: 0, 0..<t)                // (N, T, D)
             // Only the pooled positions are used: the last layer computes those rows alone, and
             // final_layer_norm acts per position, so norming only them is the same.
             let rows = encoder.pooled(h0, at: positions, causal: true, keyMask: keyMask)     // (N, D)

@@ -5,34 +5,41 @@ import TMFTensor
 /// pixels (N, C, S, S) → patch embedding (a stride-P convolution, computed as one matmul over
 /// unfolded patches) → class token + positions → `pre_layrnorm` → encoder → `post_layernorm`
 /// of the class token → (N, D).
-public struct CLIPVisionTransformer: Sendable {
+public struct CLIPVisionTransformer: Module, Sendable {
     /// The configuration it was built from.
     public let configuration: CLIPVisionConfiguration
-    let classEmbedding: Tensor        // embeddings.class_embedding: (D)
-    let patchEmbedding: Tensor        // embeddings.patch_embedding.weight: (D, C, P, P), no bias
-    let positionEmbedding: Tensor     // embeddings.position_embedding.weight: (1 + G², D)
-    let preLayerNorm: CLIPLayerNorm   // pre_layrnorm (sic, HF's spelling): (D), (D)
+    let classEmbedding: Weight        // embeddings.class_embedding: (D), Float32
+    let patchEmbedding: Weight        // embeddings.patch_embedding.weight: (D, C, P, P), no bias, Float32
+    let positionEmbedding: Weight     // embeddings.position_embedding.weight: (1 + G², D), Float32
+    let preLayerNorm: LayerNorm       // pre_layrnorm (sic, HF's spelling): (D), (D)
     let encoder: CLIPEncoder          // encoder.layers.{i}
-    let postLayerNorm: CLIPLayerNorm  // post_layernorm: (D), (D)
+    let postLayerNorm: LayerNorm      // post_layernorm: (D), (D)
 
-    /// A zero-initialised transformer (load weights with `CLIPModel.load`).
-    public init(configuration c: CLIPVisionConfiguration) {
+    /// A transformer whose weights `load` supplies by key relative to `vision_model` (see
+    /// `CLIPModel.init(configuration:_:)`). The class, patch and position embeddings are asked
+    /// for with role `.vector`: they are used as Float32 tensors.
+    public init(configuration c: CLIPVisionConfiguration, _ load: WeightLoader) throws {
         configuration = c
         let d = c.hiddenSize
-        classEmbedding = Tensor(zeros: [d])
-        patchEmbedding = Tensor(zeros: [d, c.channels, c.patchSize, c.patchSize])
-        positionEmbedding = Tensor(zeros: [c.tokenCount, d])
-        preLayerNorm = CLIPLayerNorm(d, eps: c.layerNormEps)
-        encoder = CLIPEncoder(layers: c.hiddenLayers, width: d, intermediate: c.intermediateSize,
-                              heads: c.attentionHeads, activation: c.hiddenAct, eps: c.layerNormEps)
-        postLayerNorm = CLIPLayerNorm(d, eps: c.layerNormEps)
+        classEmbedding = try load("embeddings.class_embedding", shape: [d], role: .vector)
+        patchEmbedding = try load("embeddings.patch_embedding.weight", shape: [d, c.channels, c.patchSize, c.patchSize], role: .vector)
+        positionEmbedding = try load("embeddings.position_embedding.weight", shape: [c.tokenCount, d], role: .vector)
+        preLayerNorm = try LayerNorm(dim: d, eps: c.layerNormEps, load.scoped("pre_layrnorm"))
+        encoder = try CLIPEncoder(layers: c.hiddenLayers, width: d, intermediate: c.intermediateSize, heads: c.attentionHeads,
+                                  activation: c.hiddenAct, eps: c.layerNormEps, load.scoped("encoder"))
+        postLayerNorm = try LayerNorm(dim: d, eps: c.layerNormEps, load.scoped("post_layernorm"))
     }
 
-    var namedParameters: [(String, Tensor)] {
+    /// `embeddings.class_embedding` (D), `embeddings.patch_embedding.weight` (D, C, P, P),
+    /// `embeddings.position_embedding.weight` (1 + G², D).
+    public var ownWeights: [(String, Weight)] {
         [("embeddings.class_embedding", classEmbedding), ("embeddings.patch_embedding.weight", patchEmbedding),
          ("embeddings.position_embedding.weight", positionEmbedding)]
-            + preLayerNorm.parameters(under: "pre_layrnorm") + encoder.parameters(under: "encoder")
-            + postLayerNorm.parameters(under: "post_layernorm")
+    }
+
+    /// `pre_layrnorm` (D), `encoder`, `post_layernorm` (D).
+    public var children: [(String, any Module)] {
+        [("pre_layrnorm", preLayerNorm), ("encoder", encoder), ("post_layernorm", postLayerNorm)]
     }
 
     /// The expected pixel shape for `n` images: (n, C, S, S).
@@ -54,13 +61,13 @@ public struct CLIPVisionTransformer: Sendable {
         let n = pixels.shape[0], d = c.hiddenSize, patches = c.gridSize * c.gridSize
         return withNoGrad {
             let unfolded = pixels.unfoldedPatches(c.patchSize)                      // (N, G², C·P·P)
-            let kernel = patchEmbedding.reshaped([d, c.channels * c.patchSize * c.patchSize])  // (D, C·P·P)
+            let kernel = patchEmbedding.tensor.reshaped([d, c.channels * c.patchSize * c.patchSize])  // (D, C·P·P)
             let patchTokens = Tensor.linear(unfolded, weight: kernel)               // (N, G², D)
-            let cls = classEmbedding.reshaped([1, 1, d])                            // (1, 1, D)
+            let cls = classEmbedding.tensor.reshaped([1, 1, d])                     // (1, 1, D)
             let classTokens = Tensor.concat(Array(repeating: cls, count: n), axis: 0)  // (N, 1, D)
             let tokens = Tensor.concat([classTokens, patchTokens], axis: 1)         // (N, 1 + G², D)
             precondition(tokens.shape[1] == patches + 1)
-            var h = tokens + positionEmbedding                                      // (N, T, D), T = 1 + G²
+            var h = tokens + positionEmbedding.tensor                               // (N, T, D), T = 1 + G²
             h = preLayerNorm(h)
             // Only the class token's final state is used: the last layer computes that row alone.
             let first = encoder.pooled(h, at: Array(repeating: 0, count: n), causal: false, keyMask: nil)  // (N, D)

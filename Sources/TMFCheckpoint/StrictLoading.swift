@@ -135,3 +135,35 @@ public func loadStrict(_ parameters: [String: Tensor], from source: some TensorS
     }
     return LoadReport(loaded: provided.keys.sorted(), ignored: ignored.sorted())
 }
+
+/// Checks, before anything is read, that `source` holds exactly the tensors `expected` (key →
+/// shape, e.g. a model's `Module.weightShapes()`) in types convertible to Float32: every key
+/// present with its shape, and nothing else except keys matching `allowUnexpected`. For models
+/// built through a `WeightLoader` straight from the checkpoint (no renaming).
+///
+/// - Throws: `CheckpointError.keyMismatch` listing every missing, unexpected and wrongly shaped
+///   key; `.cannotConvertToFloat32` for an expected tensor of an integer or boolean type.
+public func checkStrict(_ expected: [String: [Int]], in source: some TensorSource,
+                        allowUnexpected: [KeyPattern] = []) throws {
+    var unexpected: [String] = []
+    var wrongShape: [ShapeMismatch] = []
+    var found = Set<String>()
+    var infos: [(String, SafeTensorInfo)] = []
+    for key in source.tensorNames {
+        guard let shape = expected[key] else {
+            if !allowUnexpected.contains(where: { $0.matches(key) }) { unexpected.append(key) }
+            continue
+        }
+        let info = try source.info(named: key)
+        found.insert(key)
+        infos.append((key, info))
+        if info.shape != shape { wrongShape.append(ShapeMismatch(key: key, checkpointShape: info.shape, modelShape: shape)) }
+    }
+    let missing = expected.keys.filter { !found.contains($0) }
+    let mismatch = LoadMismatch(source: source.sourceDescription, missing: missing.sorted(), unexpected: unexpected.sorted(),
+                                wrongShape: wrongShape.sorted { $0.key < $1.key })
+    if !mismatch.isEmpty { throw CheckpointError.keyMismatch(mismatch) }
+    for (key, info) in infos where !info.dtype.convertsToFloat32 {
+        throw CheckpointError.cannotConvertToFloat32(path: source.sourceDescription, tensor: key, dtype: info.dtype)
+    }
+}

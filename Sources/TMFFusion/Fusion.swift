@@ -52,30 +52,37 @@ public enum FusionError: Error, LocalizedError, Equatable {
     }
 }
 
+extension Linear {
+    /// PyTorch's nn.Linear initialisation, trainable: weight (out, in) then bias (out) drawn
+    /// from `rng`, uniform in ±1/√in.
+    convenience init(trainable inFeatures: Int, _ outFeatures: Int, rng: inout SeededRNG) {
+        let b = 1 / Float(inFeatures).squareRoot()
+        let weight = Tensor.uniform([outFeatures, inFeatures], low: -b, high: b, rng: &rng, requiresGrad: true)
+        let bias = Tensor.uniform([outFeatures], low: -b, high: b, rng: &rng, requiresGrad: true)
+        self.init(weight: weight, bias: bias)
+    }
+}
+
 /// A two-layer MLP adaptor: Linear(in → hidden) → GELU → Linear(hidden → out) (paper §4.2).
-public struct Adaptor: Sendable {
-    /// [hidden, in], [hidden], [out, hidden], [out].
-    public let fc1Weight: Tensor, fc1Bias: Tensor, fc2Weight: Tensor, fc2Bias: Tensor
+public struct Adaptor: Module, Sendable {
+    /// `fc1`: (hidden, in) + (hidden).
+    public let fc1: Linear
+    /// `fc2`: (out, hidden) + (out).
+    public let fc2: Linear
 
     /// Initialised as PyTorch's nn.Linear: weights and biases uniform in ±1/√fan_in.
     public init(input: Int, hidden: Int, output: Int, rng: inout SeededRNG) {
-        let b1 = 1 / Float(input).squareRoot(), b2 = 1 / Float(hidden).squareRoot()
-        fc1Weight = Tensor.uniform([hidden, input], low: -b1, high: b1, rng: &rng, requiresGrad: true)
-        fc1Bias = Tensor.uniform([hidden], low: -b1, high: b1, rng: &rng, requiresGrad: true)
-        fc2Weight = Tensor.uniform([output, hidden], low: -b2, high: b2, rng: &rng, requiresGrad: true)
-        fc2Bias = Tensor.uniform([output], low: -b2, high: b2, rng: &rng, requiresGrad: true)
+        fc1 = Linear(trainable: input, hidden, rng: &rng)
+        fc2 = Linear(trainable: hidden, output, rng: &rng)
     }
+
+    /// `fc1`, `fc2`.
+    public var children: [(String, any Module)] { [("fc1", fc1), ("fc2", fc2)] }
 
     /// x [N, in] → [N, out].
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = Tensor.linear(x, weight: fc1Weight, bias: fc1Bias).gelu()  // [N, hidden]
-        return Tensor.linear(h, weight: fc2Weight, bias: fc2Bias)         // [N, out]
-    }
-
-    /// Parameters by name under `prefix` (e.g. "item_adaptor").
-    public func parameters(prefix: String) -> [(String, Tensor)] {
-        [("\(prefix).fc1.weight", fc1Weight), ("\(prefix).fc1.bias", fc1Bias),
-         ("\(prefix).fc2.weight", fc2Weight), ("\(prefix).fc2.bias", fc2Bias)]
+        let h = fc1(x).gelu()  // [N, hidden]
+        return fc2(h)          // [N, out]
     }
 }
 
@@ -108,10 +115,10 @@ public func plainAttention(query q: Tensor, key k: Tensor, value v: Tensor, head
 /// CMA level 1 softmax(q v_imageᵀ/√d) v_text (Eq. 7); level 2 softmax(cma₁ v_textᵀ/√d) v_image
 /// (Eq. 8), with the paper's d (see `FusionConfiguration.cmaScaleWidth`); then the item adaptor into the LLM's width. Behavior embeddings go through the
 /// behavior adaptor.
-public final class FusionModule: @unchecked Sendable {
+public final class FusionModule: Module, @unchecked Sendable {
     public let configuration: FusionConfiguration
-    /// Projection of the AMSA output to the image/text width: [d_v, d], [d_v].
-    public let projectionWeight: Tensor, projectionBias: Tensor
+    /// Projection of the AMSA output to the image/text width: (d_v, d) + (d_v).
+    public let projection: Linear
     /// Item adaptor: d_v → LLM width.
     public let itemAdaptor: Adaptor
     /// Behavior adaptor: d_g → LLM width.
@@ -127,9 +134,7 @@ public final class FusionModule: @unchecked Sendable {
         }
         configuration = c
         var rng = SeededRNG(seed: seed, key: ["fusion"])
-        let b = 1 / Float(c.allModalityWidth).squareRoot()
-        projectionWeight = Tensor.uniform([c.modalityWidth, c.allModalityWidth], low: -b, high: b, rng: &rng, requiresGrad: true)
-        projectionBias = Tensor.uniform([c.modalityWidth], low: -b, high: b, rng: &rng, requiresGrad: true)
+        projection = Linear(trainable: c.allModalityWidth, c.modalityWidth, rng: &rng)
         itemAdaptor = Adaptor(input: c.modalityWidth, hidden: c.adaptorHidden, output: c.llmWidth, rng: &rng)
         behaviorAdaptor = Adaptor(input: c.graphWidth, hidden: c.adaptorHidden, output: c.llmWidth, rng: &rng)
     }
@@ -143,7 +148,7 @@ public final class FusionModule: @unchecked Sendable {
                      "fusion inputs \(image.shape) \(text.shape) \(graph.shape) for \(c)")
         let vM = Tensor.concat([image, text, graph], axis: 1)                        // [N, d]   Eq. 5
         let amsa = plainAttention(query: vM, key: vM, value: vM, heads: c.heads)      // [N, d]   Eq. 6
-        let q = Tensor.linear(amsa, weight: projectionWeight, bias: projectionBias)   // [N, d_v]
+        let q = projection(amsa)                                                      // [N, d_v]
         if depth == .amsa { return q }
         let cma1 = plainAttention(query: q, key: image, value: text, heads: c.heads, scaleWidth: c.cmaScaleWidth)    // [N, d_v] Eq. 7
         return plainAttention(query: cma1, key: text, value: image, heads: c.heads, scaleWidth: c.cmaScaleWidth)     // [N, d_v] Eq. 8
@@ -157,14 +162,22 @@ public final class FusionModule: @unchecked Sendable {
     /// Behavior token embeddings: behavior embeddings [B, d_g] → [B, LLM width].
     public func behaviorTokens(_ behaviors: Tensor) -> Tensor { behaviorAdaptor(behaviors) }
 
-    /// Parameters of the fusion layers (projection; AMSA and CMA have none) — Ψ_f.
-    public var fusionParameters: [(String, Tensor)] {
-        [("fusion.projection.weight", projectionWeight), ("fusion.projection.bias", projectionBias)]
+    static let projectionKey = "fusion.projection", itemAdaptorKey = "item_adaptor", behaviorAdaptorKey = "behavior_adaptor"
+
+    /// `fusion.projection`, `item_adaptor`, `behavior_adaptor` (the checkpoint's groups, in order).
+    public var children: [(String, any Module)] {
+        [(Self.projectionKey, projection), (Self.itemAdaptorKey, itemAdaptor), (Self.behaviorAdaptorKey, behaviorAdaptor)]
     }
-    /// Ψ_i.
-    public var itemAdaptorParameters: [(String, Tensor)] { itemAdaptor.parameters(prefix: "item_adaptor") }
-    /// Ψ_b.
-    public var behaviorAdaptorParameters: [(String, Tensor)] { behaviorAdaptor.parameters(prefix: "behavior_adaptor") }
-    /// Every parameter by name (for saving and strict loading).
-    public var namedParameters: [(String, Tensor)] { fusionParameters + itemAdaptorParameters + behaviorAdaptorParameters }
+
+    /// Parameters of the fusion layers (projection; AMSA and CMA have none) — Ψ_f:
+    /// `fusion.projection.weight` (d_v, d), `fusion.projection.bias` (d_v).
+    public var fusionParameters: [(String, Tensor)] { projection.namedParameters(prefix: Self.projectionKey + ".") }
+    /// Ψ_i: `item_adaptor.fc1.weight`, `.fc1.bias`, `.fc2.weight`, `.fc2.bias`.
+    public var itemAdaptorParameters: [(String, Tensor)] { itemAdaptor.namedParameters(prefix: Self.itemAdaptorKey + ".") }
+    /// Ψ_b: `behavior_adaptor.fc1.weight`, `.fc1.bias`, `.fc2.weight`, `.fc2.bias`.
+    public var behaviorAdaptorParameters: [(String, Tensor)] {
+        behaviorAdaptor.namedParameters(prefix: Self.behaviorAdaptorKey + ".")
+    }
+    /// Every parameter by name (for saving and strict loading): Ψ_f, Ψ_i, Ψ_b, read off the modules.
+    public var namedParameters: [(String, Tensor)] { namedParameters() }
 }

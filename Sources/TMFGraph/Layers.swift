@@ -7,40 +7,30 @@ struct ForwardContext {
     var rng: SeededRNG
 }
 
-/// Collects named parameters (checkpoint keys, PyTorch style).
-struct ParameterList {
-    var items: [(String, Tensor)] = []
-    mutating func add(_ name: String, _ t: Tensor) { items.append((name, t)) }
-}
+// MBHT's layers, composed of the module layer's `Linear` and `LayerNorm` (TMFTensor/Module.swift)
+// with trainable Float32 weights. Keys are the reference's module names, relative to each layer.
 
-/// nn.Linear: weight [out, in], bias [out]; the reference initialises N(0, std), bias 0.
-struct Linear {
-    let weight: Tensor  // (out, in)
-    let bias: Tensor    // (out)
-    init(_ inFeatures: Int, _ outFeatures: Int, std: Float, rng: inout SeededRNG) {
-        weight = Tensor.normal([outFeatures, inFeatures], std: std, rng: &rng, requiresGrad: true)
-        bias = Tensor(zeros: [outFeatures], requiresGrad: true)
-    }
-    func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias) }
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        p.add(prefix + ".weight", weight); p.add(prefix + ".bias", bias)
+extension Linear {
+    /// nn.Linear as the reference initialises it: weight (out, in) drawn N(0, std) from `rng`,
+    /// bias (out) zero, both trainable.
+    convenience init(_ inFeatures: Int, _ outFeatures: Int, std: Float, rng: inout SeededRNG) {
+        self.init(weight: Tensor.normal([outFeatures, inFeatures], std: std, rng: &rng, requiresGrad: true),
+                  bias: Tensor(zeros: [outFeatures], requiresGrad: true))
     }
 }
 
-/// nn.LayerNorm over the last axis: weight 1, bias 0.
-struct LayerNorm {
-    let weight: Tensor  // (d)
-    let bias: Tensor    // (d)
-    let eps: Float
-    init(_ d: Int, eps: Float) {
-        weight = Tensor(repeating: 1, shape: [d], requiresGrad: true)
-        bias = Tensor(zeros: [d], requiresGrad: true)
-        self.eps = eps
+extension LayerNorm {
+    /// nn.LayerNorm over the last axis of width `d`: weight one, bias zero, both trainable.
+    convenience init(_ d: Int, eps: Float) {
+        self.init(weight: Tensor(repeating: 1, shape: [d], requiresGrad: true), bias: Tensor(zeros: [d], requiresGrad: true),
+                  eps: eps)
     }
-    func callAsFunction(_ x: Tensor) -> Tensor { Tensor.layerNorm(x, weight: weight, bias: bias, eps: eps) }
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        p.add(prefix + ".weight", weight); p.add(prefix + ".bias", bias)
-    }
+}
+
+/// Weights listed as their parent's own (keys without a component of their own) where the
+/// parent lists them after its children: a child under the empty key.
+struct WeightGroup: Module {
+    let ownWeights: [(String, Weight)]
 }
 
 /// [B, T, H·dk] → [B, H, T, dk].
@@ -57,7 +47,7 @@ func mergeHeads(_ x: Tensor) -> Tensor {
 
 /// Bidirectional multi-head self-attention with a residual LayerNorm (reference
 /// `MultiHeadAttention`): LN(x + dropout(dense(softmax(QKᵀ/√dk) V))).
-struct MultiHeadAttention {
+struct MultiHeadAttention: Module {
     let query, key, value, dense: Linear
     let norm: LayerNorm
     let heads: Int
@@ -75,6 +65,10 @@ struct MultiHeadAttention {
         hiddenDropout = c.hiddenDropout
     }
 
+    var children: [(String, any Module)] {
+        [("query", query), ("key", key), ("value", value), ("dense", dense), ("LayerNorm", norm)]
+    }
+
     /// x [B, S, d]; `keyMask[b][j]` false hides key j (padding). Returns [B, S, d].
     func callAsFunction(_ x: Tensor, keyMask: [[Bool]]?, _ ctx: inout ForwardContext) -> Tensor {
         let q = splitHeads(query(x), heads: heads)  // (B, H, S, dk)
@@ -88,17 +82,11 @@ struct MultiHeadAttention {
         let h = dense(context).dropout(hiddenDropout, training: ctx.training, rng: &ctx.rng)
         return norm(h + x)
     }
-
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        query.register(&p, prefix + ".query"); key.register(&p, prefix + ".key")
-        value.register(&p, prefix + ".value"); dense.register(&p, prefix + ".dense")
-        norm.register(&p, prefix + ".LayerNorm")
-    }
 }
 
 /// Low-rank (Linformer-style) attention over the whole sequence (reference `LinearAttention`):
 /// keys and values are projected along the sequence axis from T to k positions by E and F.
-struct LinearAttention {
+struct LinearAttention: Module {
     let wq, wk, wv, dense: Linear
     let e, f: Linear  // (k, T): project values, keys along the sequence
     let norm: LayerNorm
@@ -119,6 +107,10 @@ struct LinearAttention {
         hiddenDropout = c.hiddenDropout
     }
 
+    var children: [(String, any Module)] {
+        [("E", e), ("F", f), ("W_V", wv), ("W_K", wk), ("W_Q", wq), ("dense", dense), ("LayerNorm", norm)]
+    }
+
     /// x [B, T, d]; `keep` [B, 1, T, 1] is 1 at real positions, 0 at padding. Returns [B, T, d].
     func callAsFunction(_ x: Tensor, keep: Tensor, _ ctx: inout ForwardContext) -> Tensor {
         let q = splitHeads(wq(x), heads: heads)              // (B, H, T, dk)
@@ -133,12 +125,6 @@ struct LinearAttention {
         let h = dense(context).dropout(hiddenDropout, training: ctx.training, rng: &ctx.rng)
         return norm(h + x)
     }
-
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        e.register(&p, prefix + ".E"); f.register(&p, prefix + ".F")
-        wv.register(&p, prefix + ".W_V"); wk.register(&p, prefix + ".W_K"); wq.register(&p, prefix + ".W_Q")
-        dense.register(&p, prefix + ".dense"); norm.register(&p, prefix + ".LayerNorm")
-    }
 }
 
 /// Mean pooling over consecutive windows of `window` positions: [B, T, d] → [B, T / window, d].
@@ -151,7 +137,7 @@ func windowMeanPool(_ x: Tensor, window: Int) -> Tensor {
 /// the full sequence, and one shared multi-head attention over the sequence mean-pooled at two
 /// coarser scales; the T + T/s1 + T/s2 outputs are combined into T positions by a learned linear
 /// map along the sequence axis (`out_fc`).
-struct MultiScaleAttention {
+struct MultiScaleAttention: Module {
     let attention1: LinearAttention
     let attention2: MultiHeadAttention
     let outFC: Linear  // (T, T + T/s1 + T/s2)
@@ -166,6 +152,9 @@ struct MultiScaleAttention {
         attention2 = MultiHeadAttention(c, rng: &rng)
     }
 
+    var children: [(String, any Module)] { [("out_fc", outFC), ("attention1", attention1), ("attention2", attention2)] }
+
+    /// x [B, T, d]; `keep` [B, 1, T, 1] as `LinearAttention`. Returns [B, T, d].
     func callAsFunction(_ x: Tensor, keep: Tensor, _ ctx: inout ForwardContext) -> Tensor {
         let full = attention1(x, keep: keep, &ctx)                                     // (B, T, d)
         let coarse1 = attention2(windowMeanPool(x, window: s1), keyMask: nil, &ctx)    // (B, T/s1, d)
@@ -173,16 +162,10 @@ struct MultiScaleAttention {
         let all = Tensor.concat([full, coarse1, coarse2], axis: 1)                     // (B, T', d)
         return outFC(all.transposed(1, 2)).transposed(1, 2)                           // (B, T, d)
     }
-
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        outFC.register(&p, prefix + ".out_fc")
-        attention1.register(&p, prefix + ".attention1")
-        attention2.register(&p, prefix + ".attention2")
-    }
 }
 
 /// Position-wise feed-forward with a residual LayerNorm (reference `FeedForward`).
-struct FeedForward {
+struct FeedForward: Module {
     let dense1, dense2: Linear
     let norm: LayerNorm
     let activation: String
@@ -196,6 +179,9 @@ struct FeedForward {
         dropout = c.hiddenDropout
     }
 
+    var children: [(String, any Module)] { [("dense_1", dense1), ("dense_2", dense2), ("LayerNorm", norm)] }
+
+    /// x [B, T, d] → [B, T, d].
     func callAsFunction(_ x: Tensor, _ ctx: inout ForwardContext) -> Tensor {
         var h = dense1(x)
         switch activation {
@@ -208,15 +194,10 @@ struct FeedForward {
         h = dense2(h).dropout(dropout, training: ctx.training, rng: &ctx.rng)
         return norm(h + x)
     }
-
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        dense1.register(&p, prefix + ".dense_1"); dense2.register(&p, prefix + ".dense_2")
-        norm.register(&p, prefix + ".LayerNorm")
-    }
 }
 
 /// One transformer layer: (multi-scale or plain) attention, then feed-forward.
-struct TransformerLayer {
+struct TransformerLayer: Module {
     let multiScale: MultiScaleAttention?
     let plain: MultiHeadAttention?
     let feedForward: FeedForward
@@ -230,37 +211,34 @@ struct TransformerLayer {
         feedForward = FeedForward(c, rng: &rng)
     }
 
+    var children: [(String, any Module)] {
+        [("multi_head_attention", multiScale.map { $0 as any Module } ?? plain!), ("feed_forward", feedForward)]
+    }
+
+    /// x [B, T, d]; `keep` [B, 1, T, 1] and `keyMask` [B][T] mark the real positions. Returns [B, T, d].
     func callAsFunction(_ x: Tensor, keep: Tensor, keyMask: [[Bool]], _ ctx: inout ForwardContext) -> Tensor {
         let a = multiScale.map { $0(x, keep: keep, &ctx) } ?? plain!(x, keyMask: keyMask, &ctx)
         return feedForward(a, &ctx)
     }
-
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        multiScale?.register(&p, prefix + ".multi_head_attention")
-        plain?.register(&p, prefix + ".multi_head_attention")
-        feedForward.register(&p, prefix + ".feed_forward")
-    }
 }
 
 /// Hypergraph convolution (reference `HGNN_conv`): G · (x W + b), W [d, d] applied as x · W.
-struct HypergraphConvolution {
+struct HypergraphConvolution: Module {
     let weight: Tensor  // (d, d)
     let bias: Tensor    // (d)
     init(_ d: Int, std: Float, rng: inout SeededRNG) {
         weight = Tensor.normal([d, d], std: std, rng: &rng, requiresGrad: true)
         bias = Tensor.normal([d], std: std, rng: &rng, requiresGrad: true)
     }
+    var ownWeights: [(String, Weight)] { [("weight", .float(weight)), ("bias", .float(bias))] }
     /// x [B, T, d], g [B, T, T] → [B, T, d].
     func callAsFunction(_ x: Tensor, _ g: Tensor) -> Tensor {
         Tensor.matmul(g, Tensor.matmul(x, weight) + bias)
     }
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        p.add(prefix + ".weight", weight); p.add(prefix + ".bias", bias)
-    }
 }
 
 /// Two hypergraph convolutions averaged (reference `HGNN`: (x1 + x2) / 2, no activation).
-struct HypergraphNetwork {
+struct HypergraphNetwork: Module {
     let conv1, conv2: HypergraphConvolution
     let dropout: Float
     init(_ c: MBHTConfiguration, rng: inout SeededRNG) {
@@ -268,12 +246,11 @@ struct HypergraphNetwork {
         conv2 = HypergraphConvolution(c.hiddenSize, std: c.initializerRange, rng: &rng)
         dropout = c.hypergraphDropout
     }
+    var children: [(String, any Module)] { [("hgc1", conv1), ("hgc2", conv2)] }
+    /// x [B, T, d], g [B, T, T] → [B, T, d].
     func callAsFunction(_ x: Tensor, _ g: Tensor, _ ctx: inout ForwardContext) -> Tensor {
         let x1 = conv1(x, g).dropout(dropout, training: ctx.training, rng: &ctx.rng)
         let x2 = conv2(x1, g).dropout(dropout, training: ctx.training, rng: &ctx.rng)
         return (x1 + x2).scale(0.5)
-    }
-    func register(_ p: inout ParameterList, _ prefix: String) {
-        conv1.register(&p, prefix + ".hgc1"); conv2.register(&p, prefix + ".hgc2")
     }
 }

@@ -38,7 +38,7 @@ struct MBHTBatch {
 ///   `hg_type_embedding` is omitted; the behavior table has numBehaviors + 1 rows (reference: 6).
 /// - The read-out windows (`sw_before`, `sw_follow`) are configuration (reference: hard-coded per
 ///   dataset; the default here is its Tmall setting, 20 / 12).
-public final class MBHTModel: @unchecked Sendable {
+public final class MBHTModel: Module, @unchecked Sendable {
     public let configuration: MBHTConfiguration
 
     let itemEmbedding: Tensor      // (N + 2, d)
@@ -82,21 +82,34 @@ public final class MBHTModel: @unchecked Sendable {
         zeroFrozenRows()
     }
 
-    /// Every parameter under its checkpoint key (the reference's module names).
-    public var namedParameters: [(name: String, tensor: Tensor)] {
-        var p = ParameterList()
-        p.add("item_embedding.weight", itemEmbedding)
-        p.add("position_embedding.weight", positionEmbedding)
-        p.add("type_embedding.weight", typeEmbedding)
-        inputNorm.register(&p, "LayerNorm")
-        for (i, l) in layers.enumerated() { l.register(&p, "trm_encoder.layer.\(i)") }
+    /// `item_embedding.weight` (N + 2, d), `position_embedding.weight` (T, d),
+    /// `type_embedding.weight` (nb + 1, d).
+    public var ownWeights: [(String, Weight)] {
+        [("item_embedding.weight", .float(itemEmbedding)), ("position_embedding.weight", .float(positionEmbedding)),
+         ("type_embedding.weight", .float(typeEmbedding))]
+    }
+
+    /// `LayerNorm` (d), `trm_encoder.layer.{i}`; with the hypergraph view, `hgnn_layer` and then
+    /// the top-level `gating_weight` (d, d), `gating_bias` (1, d), `metric_w1`, `metric_w2` (1, d),
+    /// `attn_weights` (d, d), `attn` (1, d) (the plain variant has none of these).
+    public var children: [(String, any Module)] {
+        var out: [(String, any Module)] = [("LayerNorm", inputNorm)]
+        out += layers.enumerated().map { ("trm_encoder.layer.\($0.offset)", $0.element) }
         if configuration.hypergraph {
-            hypergraph.register(&p, "hgnn_layer")
-            p.add("gating_weight", gatingWeight); p.add("gating_bias", gatingBias)
-            p.add("metric_w1", metricW1); p.add("metric_w2", metricW2)
-            p.add("attn_weights", attnWeights); p.add("attn", attn)
+            out.append(("hgnn_layer", hypergraph))
+            out.append(("", WeightGroup(ownWeights: [
+                ("gating_weight", .float(gatingWeight)), ("gating_bias", .float(gatingBias)),
+                ("metric_w1", .float(metricW1)), ("metric_w2", .float(metricW2)),
+                ("attn_weights", .float(attnWeights)), ("attn", .float(attn)),
+            ])))
         }
-        return p.items.map { (name: $0.0, tensor: $0.1) }
+        return out
+    }
+
+    /// Every parameter under its checkpoint key (the reference's module names), read off the
+    /// modules (`namedWeights()`).
+    public var namedParameters: [(name: String, tensor: Tensor)] {
+        namedWeights().map { (name: $0.0, tensor: $0.1.tensor) }
     }
 
     /// The trainable tensors.

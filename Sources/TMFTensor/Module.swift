@@ -188,7 +188,8 @@ public struct WeightLoader {
 public protocol Module {
     /// The module's own weights by key relative to it ("weight", "bias"), in checkpoint order.
     var ownWeights: [(String, Weight)] { get }
-    /// Child modules by key relative to this one ("self_attn", "layers.3"), in order.
+    /// Child modules by key relative to this one ("self_attn", "layers.3"), in order. A child
+    /// under the empty key adds no component to its weights' keys.
     var children: [(String, any Module)] { get }
 }
 
@@ -200,7 +201,7 @@ extension Module {
     /// own weights before children's.
     public func namedWeights(prefix: String = "") -> [(String, Weight)] {
         var out = ownWeights.map { (prefix + $0.0, $0.1) }
-        for (key, child) in children { out += child.namedWeights(prefix: prefix + key + ".") }
+        for (key, child) in children { out += child.namedWeights(prefix: key.isEmpty ? prefix : prefix + key + ".") }
         return out
     }
 

@@ -11,10 +11,13 @@ final class LoadingTests: XCTestCase {
     func testParameterNamesCoverTransformersKeys() throws {
         for fixture in CLIPFixture.allCases {
             let file = try SafeTensorsFile(contentsOf: fixture.url.appendingPathComponent("model.safetensors"))
-            let model = CLIPModel(configuration: try CLIPConfiguration.load(contentsOf: fixture.url.appendingPathComponent("config.json")))
+            let configuration = try CLIPConfiguration.load(contentsOf: fixture.url.appendingPathComponent("config.json"))
+            let model = CLIPModel(configuration: configuration)
             let params = model.parameters
             XCTAssertEqual(Set(params.keys), Set(file.tensorNames), fixture.rawValue)
             for info in file.infos { XCTAssertEqual(params[info.name]?.shape, info.shape, info.name) }
+            // The keys a checkpoint must hold, read off a meta model, are the same.
+            XCTAssertEqual(CLIPModel.expectedWeights(configuration), params.mapValues(\.shape), fixture.rawValue)
         }
     }
 

@@ -34,9 +34,16 @@ final class FusionTests: XCTestCase {
                           f.fuse(image: img, text: txt, graph: g, depth: .amsa).scalars)
         XCTAssertEqual(f.behaviorTokens(Tensor.normal([3, 4], rng: &rng)).shape, [3, 16])
         XCTAssertEqual(f.namedParameters.count, 10)
+        // Ψ_f, Ψ_i, Ψ_b, read off the modules, keep the checkpoint's names and order.
+        let adaptor = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+        XCTAssertEqual(f.fusionParameters.map(\.0), ["fusion.projection.weight", "fusion.projection.bias"])
+        XCTAssertEqual(f.itemAdaptorParameters.map(\.0), adaptor.map { "item_adaptor." + $0 })
+        XCTAssertEqual(f.behaviorAdaptorParameters.map(\.0), adaptor.map { "behavior_adaptor." + $0 })
+        XCTAssertEqual(f.namedParameters.map(\.0),
+                       (f.fusionParameters + f.itemAdaptorParameters + f.behaviorAdaptorParameters).map(\.0))
         // Seeded: the same seed gives the same weights.
         let f2 = try FusionModule(configuration: c, seed: 3)
-        XCTAssertEqual(f.projectionWeight.scalars, f2.projectionWeight.scalars)
+        XCTAssertEqual(f.projection.weight.tensor.scalars, f2.projection.weight.tensor.scalars)
         XCTAssertThrowsError(try FusionModule(configuration: FusionConfiguration(modalityWidth: 6, graphWidth: 4, llmWidth: 8, heads: 4), seed: 1))
     }
 

@@ -31,7 +31,7 @@ final class LayerGradientTests: XCTestCase {
     func testFeedForward() {
         var rng = SeededRNG(seed: 2)
         let ff = FeedForward(configuration, rng: &rng)
-        gradCheck([input([2, 8, 4]), ff.dense1.weight, ff.dense2.weight, ff.norm.weight], eps: 1e-3, rtol: 3e-2, atol: 3e-3) { t in
+        gradCheck([input([2, 8, 4]), ff.dense1.weight.tensor, ff.dense2.weight.tensor, ff.norm.weight.tensor], eps: 1e-3, rtol: 3e-2, atol: 3e-3) { t in
             var ctx = context()
             return ff(t[0], &ctx)
         }
@@ -41,7 +41,7 @@ final class LayerGradientTests: XCTestCase {
         var rng = SeededRNG(seed: 3)
         let mha = MultiHeadAttention(configuration, rng: &rng)
         let mask: [[Bool]] = [Array(repeating: true, count: 8), (0..<8).map { $0 < 5 }]
-        gradCheck([input([2, 8, 4]), mha.query.weight, mha.key.weight, mha.value.weight, mha.dense.bias], eps: 1e-3, rtol: 3e-2, atol: 3e-3) { t in
+        gradCheck([input([2, 8, 4]), mha.query.weight.tensor, mha.key.weight.tensor, mha.value.weight.tensor, mha.dense.bias!.tensor], eps: 1e-3, rtol: 3e-2, atol: 3e-3) { t in
             var ctx = context()
             return mha(t[0], keyMask: mask, &ctx)
         }
@@ -51,8 +51,8 @@ final class LayerGradientTests: XCTestCase {
         var rng = SeededRNG(seed: 4)
         let la = LinearAttention(configuration, rng: &rng)
         // Scale the tiny N(0, 0.02) weights up so that the check sees non-trivial attention.
-        for w in [la.wq.weight, la.wk.weight, la.e.weight, la.f.weight] { w.scaleInPlace(25) }
-        gradCheck([input([2, 8, 4]), la.wq.weight, la.wk.weight, la.e.weight, la.f.bias], eps: 1e-3, rtol: 3e-2, atol: 3e-3) { t in
+        for w in [la.wq.weight, la.wk.weight, la.e.weight, la.f.weight].map(\.tensor) { w.scaleInPlace(25) }
+        gradCheck([input([2, 8, 4]), la.wq.weight.tensor, la.wk.weight.tensor, la.e.weight.tensor, la.f.bias!.tensor], eps: 1e-3, rtol: 3e-2, atol: 3e-3) { t in
             var ctx = context()
             return la(t[0], keep: keep, &ctx)
         }
@@ -61,7 +61,7 @@ final class LayerGradientTests: XCTestCase {
     func testMultiScaleAttention() {
         var rng = SeededRNG(seed: 5)
         let ms = MultiScaleAttention(configuration, rng: &rng)
-        gradCheck([input([2, 8, 4]), ms.outFC.weight, ms.attention2.query.weight], eps: 1e-3, rtol: 3e-2, atol: 3e-3) { t in
+        gradCheck([input([2, 8, 4]), ms.outFC.weight.tensor, ms.attention2.query.weight.tensor], eps: 1e-3, rtol: 3e-2, atol: 3e-3) { t in
             var ctx = context()
             return ms(t[0], keep: keep, &ctx)
         }
@@ -93,7 +93,7 @@ final class LayerGradientTests: XCTestCase {
             ([GraphEvent(item: 4, behavior: 0), GraphEvent(item: 5, behavior: 1)][...], 6),
         ], rng: &rng)
         let checked = [model.itemEmbedding, model.gatingWeight, model.metricW1, model.attnWeights, model.positionEmbedding,
-                       model.hypergraph.conv2.weight, model.layers[1].feedForward.dense1.weight]
+                       model.hypergraph.conv2.weight, model.layers[1].feedForward.dense1.weight.tensor]
         gradCheck(checked, eps: 1e-3, rtol: 5e-2, atol: 5e-3) { _ in
             var ctx = context()
             return model.loss(batch, &ctx)

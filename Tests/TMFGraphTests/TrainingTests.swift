@@ -49,6 +49,32 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(results[0], results[1])
     }
 
+    /// The checkpoint keys, read off the modules, are the reference's module names, in order.
+    func testCheckpointKeysAreTheReferencesModuleNames() throws {
+        func linear(_ k: String) -> [String] { [k + ".weight", k + ".bias"] }
+        func layer(_ i: Int, multiScale: Bool) -> [String] {
+            let a = "trm_encoder.layer.\(i).multi_head_attention"
+            let plain = ["query", "key", "value", "dense", "LayerNorm"]
+            let attention = multiScale
+                ? linear(a + ".out_fc") + ["E", "F", "W_V", "W_K", "W_Q", "dense", "LayerNorm"].flatMap { linear(a + ".attention1." + $0) }
+                    + plain.flatMap { linear(a + ".attention2." + $0) }
+                : plain.flatMap { linear(a + "." + $0) }
+            return attention + ["dense_1", "dense_2", "LayerNorm"].flatMap { linear("trm_encoder.layer.\(i).feed_forward." + $0) }
+        }
+        for (multiScale, hypergraph) in [(true, true), (true, false), (false, true)] {
+            var c = tinyConfiguration()
+            c.multiScale = multiScale
+            c.hypergraph = hypergraph
+            var expected = ["item_embedding.weight", "position_embedding.weight", "type_embedding.weight"] + linear("LayerNorm")
+                + (0..<c.layers).flatMap { layer($0, multiScale: multiScale) }
+            if hypergraph {
+                expected += linear("hgnn_layer.hgc1") + linear("hgnn_layer.hgc2")
+                    + ["gating_weight", "gating_bias", "metric_w1", "metric_w2", "attn_weights", "attn"]
+            }
+            XCTAssertEqual(try MBHTModel(configuration: c, seed: 1).namedParameters.map(\.name), expected, "\(multiScale) \(hypergraph)")
+        }
+    }
+
     func testSaveLoadRoundTripAndFingerprint() throws {
         let data = MBHTSyntheticData.generate(users: 30, items: 20, markov: true, seed: 2)
         let config = smallConfiguration(items: 20)
