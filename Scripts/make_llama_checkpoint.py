@@ -36,7 +36,8 @@ the other tensors; norm weights are 1. bf16 is float32 rounded to nearest even o
 torch's .to(torch.bfloat16) does), f16 numpy's astype. Tensors are generated and written in row
 chunks of about 2^20 values, so memory stays small whatever the shape.
 
-Cost, measured on a 2-core Xeon (Ice Lake-class, one core used, the other busy with a build):
+Cost, measured on a 2-core Xeon VM (family 6 model 207; AVX-512, no AVX512-BF16 exposed), one
+core used while the other was busy with a build:
 7b bf16 wrote 13.5 GB (3 shards of <= 5 GB) in 197 s wall (116 s user, 35 s system) at 47 MB
 peak RSS (/usr/bin/time -v); the page cache fills with what was written, the process does not
 grow. --check on 7b reads the shards' headers and one tensor each (about 1 GB resident, 7 s).

@@ -72,7 +72,8 @@ struct BenchCommand: ParsableCommand {
         if what == "clip", let clip {
             print("tmf bench clip: \(threads) OpenBLAS thread(s); median of \(repeats)")
             do {
-                try CLIPBench(directory: URL(fileURLWithPath: clip), repeats: repeats, batch: batch).run()
+                try CLIPBench(directory: URL(fileURLWithPath: clip), repeats: repeats, batch: batch,
+                              dtype: try weights.storageType).run()
             } catch {
                 printError("tmf bench clip: \(error.localizedDescription)")
                 throw ExitCode.failure

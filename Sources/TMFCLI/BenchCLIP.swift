@@ -8,6 +8,8 @@ struct CLIPBench {
     let directory: URL
     let repeats: Int
     let batch: Int
+    /// How to hold the matrices (nil: as the checkpoint stores them).
+    var dtype: WeightStorageType? = nil
 
     /// One matrix product of the forward pass: C[m, n] = A[m, k] · B[k, n], done `count` times.
     struct GEMM {
@@ -49,7 +51,7 @@ struct CLIPBench {
     }
 
     func run() throws {
-        let model = try CLIPModel.load(directory: directory)
+        let model = try CLIPModel.load(directory: directory, dtype: dtype)
         let c = model.configuration, v = c.vision, tc = c.text
         print("CLIP \(directory.path): vision \(v.hiddenSize) wide × \(v.hiddenLayers) layers, \(v.imageSize)px "
               + "patch \(v.patchSize) (\(v.tokenCount) tokens); text \(tc.hiddenSize) wide × \(tc.hiddenLayers) layers; "

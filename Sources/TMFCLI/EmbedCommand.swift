@@ -35,6 +35,8 @@ struct EmbedCommand: ParsableCommand {
     @Option(help: "Inputs per forward pass (at most 1024).")
     var batchSize: Int = 16
 
+    @OptionGroup var weights: WeightOptions
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -50,7 +52,7 @@ struct EmbedCommand: ParsableCommand {
         compute.apply()
         do {
             let folder = try existingFolder(clip, option: "--clip", what: "a CLIP folder (config.json, model.safetensors, vocab.json, merges.txt)")
-            let model = try CLIPModel.load(directory: folder)
+            let model = try CLIPModel.load(directory: folder, dtype: try weights.storageType)
             let rows: [[Float]]
             if !image.isEmpty {
                 rows = try embedImages(model: model, folder: folder)

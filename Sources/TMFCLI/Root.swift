@@ -28,9 +28,9 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
-/// `--dtype`, for commands that load a Llama.
+/// `--dtype`, for commands that load a Llama or CLIP.
 struct WeightOptions: ParsableArguments {
-    @Option(help: "How to hold the LLM's frozen matrices: bf16, f16 or f32 (default: as its checkpoint stores them; 16-bit checkpoints are used in place, memory-mapped).")
+    @Option(help: "How to hold the frozen matrices of the LLM (tmf embed, bench clip: of CLIP): bf16, f16 or f32 (default: as the checkpoint stores them; 16-bit checkpoints are used in place, memory-mapped). Item features are encoded by CLIP as its checkpoint stores it.")
     var dtype: String?
 
     /// The parsed value (nil: the checkpoint's own type).
@@ -38,7 +38,7 @@ struct WeightOptions: ParsableArguments {
         get throws {
             guard let dtype else { return nil }
             guard let t = WeightStorageType(rawValue: dtype) else {
-                throw ValidationError("--dtype must be bf16, f16 or f32, got '\(dtype)'")
+                throw refuseLimit("--dtype must be bf16, f16 or f32, got '\(dtype)'")
             }
             return t
         }

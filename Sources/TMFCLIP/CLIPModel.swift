@@ -93,16 +93,21 @@ public final class CLIPModel: Module, Sendable {
     }
 
     /// Reads a Hugging Face CLIP folder: `config.json` and `model.safetensors` (or a sharded
-    /// index). The checkpoint must hold exactly `expectedWeights` (plus `ignoredCheckpointKeys`);
-    /// F32, F16 and BF16 tensors are read as Float32.
+    /// index). The checkpoint must hold exactly `expectedWeights` (plus `ignoredCheckpointKeys`).
+    /// - Parameter dtype: how to hold the linear layers' matrices and the token table: `.bf16` /
+    ///   `.f16` in 16 bits (in place when stored so), `.f32` widened; nil: as the checkpoint
+    ///   stores its matrices. Everything else (biases, norms, patch and position embeddings) is
+    ///   Float32.
     /// - Throws: `CLIPError` for config.json problems; `CheckpointError` for a missing checkpoint
     ///   or shard, unreadable files, (in one `.keyMismatch`) every missing, unexpected or wrongly
     ///   shaped tensor, and `.cannotConvertToFloat32` for integer data.
-    public static func load(directory: URL) throws -> CLIPModel {
+    public static func load(directory: URL, dtype: WeightStorageType? = nil) throws -> CLIPModel {
         let configuration = try CLIPConfiguration.load(contentsOf: directory.appendingPathComponent("config.json"))
         let folder = try CheckpointFolder(directory: directory)
-        try checkStrict(expectedWeights(configuration), in: folder, allowUnexpected: ignoredCheckpointKeys)
-        return try CLIPModel(configuration: configuration, WeightLoader { key, _, _ in .float(try folder.tensor(named: key)) })
+        let expected = expectedWeights(configuration)
+        try checkStrict(expected, in: folder, allowUnexpected: ignoredCheckpointKeys)
+        let storage = try dtype ?? folder.matrixStorageType(of: expected.keys)
+        return try CLIPModel(configuration: configuration, folder.weightLoader(dtype: storage))
     }
 
     /// Image embeddings, transformers' `get_image_features` (projected, not normalised).

@@ -134,6 +134,29 @@ public final class CheckpointFolder: TensorSource, @unchecked Sendable {
         try file(containing: name).halfTensor(named: name, as: precision)
     }
 
+    /// A loader for models built from this folder (`LlamaModel`, `CLIPModel`): matrices (role
+    /// `.matrix`) as `dtype` — 16-bit ones in place when stored so (`halfTensor(named:as:)`) —
+    /// and everything else as Float32.
+    public func weightLoader(dtype: WeightStorageType) -> WeightLoader {
+        WeightLoader { key, _, role in
+            if role == .matrix, let precision = dtype.halfPrecision {
+                return .half(try self.halfTensor(named: key, as: precision))
+            }
+            return .float(try self.tensor(named: key))
+        }
+    }
+
+    /// The storage the two-dimensional tensors among `keys` share: `.bf16` or `.f16` when every
+    /// one is stored so, else `.f32` (a model's default `dtype`).
+    public func matrixStorageType(of keys: some Sequence<String>) throws -> WeightStorageType {
+        var types = Set<SafeTensorsDType>()
+        for key in keys {
+            let info = try info(named: key)
+            if info.shape.count == 2 { types.insert(info.dtype) }
+        }
+        return types == [.bf16] ? .bf16 : types == [.f16] ? .f16 : .f32
+    }
+
     /// Raw bfloat16 bits of a BF16 tensor. Throws `.tensorNotFound`, `.dtypeMismatch`.
     public func bf16Bits(named name: String) throws -> [UInt16] {
         try file(containing: name).bf16Bits(named: name)

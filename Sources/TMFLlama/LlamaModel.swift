@@ -110,21 +110,14 @@ public final class LlamaModel: Module, @unchecked Sendable {
         let mismatch = LoadMismatch(source: folder.sourceDescription, missing: missing.sorted(), unexpected: unexpected.sorted(),
                                     wrongShape: wrongShape.sorted { $0.key < $1.key }, duplicates: [])
         if !mismatch.isEmpty { throw CheckpointError.keyMismatch(mismatch) }
-        var matrixTypes = Set<SafeTensorsDType>()
         for key in expected.keys {
             let info = try folder.info(named: key)
             if !info.dtype.convertsToFloat32 {
                 throw CheckpointError.cannotConvertToFloat32(path: try folder.file(containing: key).url.path, tensor: key, dtype: info.dtype)
             }
-            if info.shape.count == 2 { matrixTypes.insert(info.dtype) }
         }
-        let storage = dtype ?? (matrixTypes == [.bf16] ? .bf16 : matrixTypes == [.f16] ? .f16 : .f32)
-        return try LlamaModel(configuration: configuration, WeightLoader { key, _, role in
-            if role == .matrix, let precision = storage.halfPrecision {
-                return .half(try folder.halfTensor(named: key, as: precision))
-            }
-            return .float(try folder.tensor(named: key))
-        })
+        let storage = try dtype ?? folder.matrixStorageType(of: expected.keys)
+        return try LlamaModel(configuration: configuration, folder.weightLoader(dtype: storage))
     }
 
     /// A copy whose matrices are stored as `dtype` (rounded to nearest even; Float32 widens

@@ -88,6 +88,19 @@ final class LoadingTests: XCTestCase {
         let reference = try CLIPFixture.quickGELU.model()
         let a = try model.textEmbeddings([[0, 5, 99]]), b = try reference.textEmbeddings([[0, 5, 99]])
         XCTAssertLessThan(maxRelativeError(a, b), 0.1)  // bf16 weights: close, not equal
+        // Loaded as stored: the linear layers' matrices and the token table stay bf16, the rest
+        // is Float32; the products equal the Float32 model on the same (widened) values.
+        let weights = model.namedWeights()
+        XCTAssertEqual(Set(weights.filter { $0.1.storageType == .bf16 }.map(\.0)),
+                       Set(weights.filter { $0.1.shape.count == 2 && ($0.0.hasSuffix("proj.weight") || $0.0.contains("fc")
+                           || $0.0.hasSuffix("token_embedding.weight") || $0.0.hasSuffix("projection.weight")) }.map(\.0)))
+        let widened = try CLIPModel.load(directory: dir, dtype: .f32)
+        XCTAssertTrue(widened.namedWeights().allSatisfy { $0.1.storageType == .f32 })
+        XCTAssertLessThan(maxRelativeError(a, try widened.textEmbeddings([[0, 5, 99]])), 1e-5)
+        var rng = SeededRNG(seed: 3)
+        let s = model.configuration.vision.imageSize
+        let pixels = Tensor.normal([2, 3, s, s], rng: &rng)
+        XCTAssertLessThan(maxRelativeError(try model.imageEmbeddings(pixels), try widened.imageEmbeddings(pixels)), 1e-5)
     }
 
     func testBadInputsThrow() throws {

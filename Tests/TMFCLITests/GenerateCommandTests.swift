@@ -97,6 +97,24 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertEqual(r.stdout, adapted.text + "\n")
     }
 
+    /// `--dtype bf16` holds the frozen matrices in 16 bits (converted once from this F32
+    /// checkpoint): the library's greedy tokens on the same bf16 model, adapter applied unmerged.
+    func testHalfPrecisionWeights() throws {
+        let folders = try makeModel()
+        let model = try LlamaModel.load(directory: folders.llm, dtype: .bf16)
+        XCTAssertEqual(model.storageType, .bf16)
+        let lora = try LoRAModel.load(directory: folders.adapter, base: model)
+        lora.merge()
+        XCTAssertFalse(lora.isMerged, "a 16-bit base keeps its adapters attached")
+        let tokenizer = try SentencePieceTokenizer(directory: folders.llm)
+        let tokens = model.generate(prompts: [try tokenizer.encode(Self.prompt, addBOS: true)],
+                                    parameters: GenerationParameters(maxTokens: 16, stopTokens: [tokenizer.eosID]))[0]
+        let r = try generate(folders, ["--adapter", folders.adapter.path, "--max-tokens", "16", "--dtype", "bf16"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, tokenizer.decode(tokens, skipSpecialTokens: true) + "\n")
+        assertFailure(try generate(folders, ["--dtype", "f8"]), mentions: "--dtype")
+    }
+
     func testStopString() throws {
         let folders = try makeModel()
         let full = try expected(folders, adapter: false, maxTokens: 32)
