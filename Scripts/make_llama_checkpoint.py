@@ -8,14 +8,16 @@
 Options: --shape 7b|110m|tiny, --dtype bf16|f16|f32 (default bf16), --seed N (default 0),
 --shard-gb G (default 5: shards of at most G * 10^9 bytes, as transformers' "5GB"), --out DIR,
 --no-tokenizer, --force (replace the model files of a folder that already has some), --check
-(after writing: reads every shard back with safetensors.safe_open and, for shapes under 1B
-parameters, loads the folder with transformers' LlamaForCausalLM and runs a forward pass).
+(after writing: opens every shard with safetensors.safe_open, checks names, shapes and dtypes and
+reads each shard's first tensor; under 1B parameters also loads the folder with transformers'
+LlamaForCausalLM, compares every tensor, runs a forward pass and round-trips text through
+tokenizer.model).
 
 Shapes:
   7b    Llama-2-7B: hidden 4096, 32 layers, 32 heads, 32 KV heads, FFN 11008, vocab 32000,
         untied lm_head, rope_theta 10000, RMSNorm eps 1e-5, 4096 positions (6,738,415,616 params)
   110m  hidden 768, 12 layers, 12 heads, FFN 2048, vocab 32000, tied embeddings, 2048 positions
-        (the shape of Scripts/bench_llama_torch.py and docs/BENCHMARKS; 109,529,856 params)
+        (the shape of Scripts/bench_llama_torch.py and ../shared/BENCHMARKS.md; 109,529,856 params)
   tiny  hidden 64, 2 layers, 4 heads, FFN 172, vocab 1000, untied (for tests)
 
 It writes into DIR:
@@ -25,7 +27,8 @@ It writes into DIR:
       256 byte pieces <0x00>..<0xFF>, single characters, then made-up word pieces), serialised by
       hand (no protobuf needed). llama.cpp's convert_hf_to_gguf.py needs a tokenizer to convert a
       Llama folder (tokenizer.model, else tokenizer.json); llama-bench never tokenizes, so its
-      pieces only have to load. sentencepiece (and tmf's tokenizer) load it; --no-tokenizer skips it;
+      pieces only have to load. sentencepiece, the converter and `tmf generate` load it;
+      --no-tokenizer skips it;
   config.json  LlamaForCausalLM as transformers 4.x writes it (torch_dtype, rope_theta), written
       last, so a folder with config.json is complete.
 Every file is written under a temporary name and renamed when complete.

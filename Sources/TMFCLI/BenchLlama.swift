@@ -31,10 +31,10 @@ struct LlamaBench {
         print("weights: \(model.storageType.rawValue) matrices" + (model.storageType == .f32 ? ""
               : " (\(HalfMatMul.path(for: model.storageType.halfPrecision!)) kernels)"))
         var rng = SeededRNG(seed: 0)
-        let ids = (0..<prefillTokens).map { _ in 3 + rng.nextInt(below: c.vocabularySize - 3) }
+        let ids = (0..<max(prefillTokens, Self.promptTokens)).map { _ in 3 + rng.nextInt(below: c.vocabularySize - 3) }
 
         // Prefill.
-        let prefill = medianSeconds(repeats) { _ = withNoGrad { model(.tokens([ids]), logits: .last) } }
+        let prefill = medianSeconds(repeats) { _ = withNoGrad { model(.tokens([Array(ids[..<prefillTokens])]), logits: .last) } }
         let prefillFlops = forwardFlops(c, rows: prefillTokens, sequence: prefillTokens, headRows: 1)
         let rawPrefill = rawSgemmSeconds(c, rows: prefillTokens, headRows: 1)
         print("\n== prefill \(prefillTokens) tokens (logits for the last position) ==")
