@@ -42,6 +42,16 @@ public final class LlamaModel: Module, @unchecked Sendable {
     /// lm_head (vocab, hidden); over `embedTokens`' weight when tied.
     public let lmHead: Linear
     public let rope: RotaryEmbedding
+    /// Keep only each decoder layer's input for the backward pass and recompute the layer's
+    /// activations during it (`recomputed`, PyTorch's gradient checkpointing): one more forward
+    /// pass of the layers for memory that no longer grows with the layer count. Off by default;
+    /// `tmf train` turns it on for models of a billion weights or more. Needs adapters without
+    /// dropout to give the exact gradients.
+    public var recomputesActivations = false
+
+    /// Models of at least this many weights recompute activations when `tmf train` fine-tunes
+    /// them (a 7B model's activations for one 300-token prompt exceed 6 GB otherwise).
+    public static let recomputationThreshold = 1_000_000_000
 
     /// A model with zero Float32 weights (norms one) of the given shape; fill it with `randomize`.
     public convenience init(configuration c: LlamaConfiguration) {
@@ -212,9 +222,16 @@ public final class LlamaModel: Module, @unchecked Sendable {
             flatPositions = positions.flatMap { $0 }
         }
         let keyMask = attentionMask.flatMap { m in m.allSatisfy { $0.allSatisfy { $0 } } ? nil : m }
+        let rope = self.rope
         for (i, layer) in layers.enumerated() {
-            x = layer(x, rope: rope, positions: flatPositions, keyMask: keyMask, cache: cache, layer: i,
-                      training: training)                               // (B, T, hidden)
+            if recomputesActivations && cache == nil && GradMode.isEnabled {
+                x = recomputed(x) { [flatPositions] h in
+                    layer(h, rope: rope, positions: flatPositions, keyMask: keyMask, cache: nil, layer: i, training: training)
+                }                                                       // (B, T, hidden)
+            } else {
+                x = layer(x, rope: rope, positions: flatPositions, keyMask: keyMask, cache: cache, layer: i,
+                          training: training)                           // (B, T, hidden)
+            }
         }
         cache?.endAppend(t)
         switch selection {

@@ -41,3 +41,30 @@ extension Tensor {
     /// Drops the tape below this tensor (its inputs can then be freed).
     public func detachGraph() { node = nil }
 }
+
+/// Activation recomputation (PyTorch's `torch.utils.checkpoint`): `body(x)` runs without
+/// recording its inside, and its output gets one tape node whose backward runs `body` again on a
+/// detached copy of `x` with the tape on and back-propagates the output's gradient through it —
+/// into `x` and into every leaf `body` uses (e.g. LoRA weights). Memory held for the backward
+/// pass is then `x` alone instead of every activation inside `body`, for one more forward pass.
+///
+/// `body` must compute the same function both times: a dropout inside it draws new masks the
+/// second time (PyTorch restores the RNG state; use dropout 0 with recomputation). Without
+/// gradient mode this is `body(x)`.
+/// - Parameters:
+///   - x: the input, any shape.
+///   - body: a function of `x` (and of captured tensors) to a tensor of any shape.
+public func recomputed(_ x: Tensor, _ body: @escaping (Tensor) -> Tensor) -> Tensor {
+    guard GradMode.isEnabled else { return body(x) }
+    let y = withNoGrad { body(x) }
+    y.requiresGrad = true
+    y.node = GradNode(parents: [x]) { g in
+        let input = x.detached()
+        input.requiresGrad = x.requiresGrad
+        let again = GradMode.$isEnabled.withValue(true) { body(input) }
+        guard again.requiresGrad else { return }
+        again.backward(g)
+        if x.requiresGrad, let gx = input.grad { x.accumulateGrad(gx, owned: true) }
+    }
+    return y
+}

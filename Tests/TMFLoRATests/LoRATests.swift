@@ -93,6 +93,28 @@ final class LoRATests: XCTestCase {
         XCTAssertTrue(model.weightTensors.values.allSatisfy { $0.grad == nil && !$0.requiresGrad })
     }
 
+    /// Recomputing each layer's activations in the backward pass (gradient checkpointing) gives
+    /// the gradients of the ordinary tape.
+    func testRecomputedActivationsGiveTheSameGradients() throws {
+        let c = try testCase()
+        func gradients(recompute: Bool) throws -> (loss: Float, embeds: [Float], lora: [String: [Float]]) {
+            let model = try LlamaModel.load(directory: baseURL)
+            model.recomputesActivations = recompute
+            let lora = try LoRAModel.load(directory: adapterURL, base: model)
+            let embeds = model.embed(c.ids).copy()
+            embeds.requiresGrad = true
+            let logits = model(.embeddings(embeds), attentionMask: c.mask, positions: c.positions, training: true)
+            let loss = Tensor.crossEntropy(logits.reshaped([-1, 128]), targets: c.labels.flatMap { $0 })
+            loss.backward()
+            return (loss.item, embeds.grad!.scalars, lora.peftNamedParameters.mapValues { $0.grad!.scalars })
+        }
+        let plain = try gradients(recompute: false), again = try gradients(recompute: true)
+        XCTAssertEqual(again.loss, plain.loss)
+        XCTAssertLessThan(relativeError(again.embeds, plain.embeds), 1e-6)
+        XCTAssertEqual(Set(again.lora.keys), Set(plain.lora.keys))
+        for (name, g) in plain.lora { XCTAssertLessThan(relativeError(again.lora[name]!, g), 1e-6, name) }
+    }
+
     func testMergedEqualsUnmerged() throws {
         let model = try LlamaModel.load(directory: baseURL)
         let c = try testCase()
