@@ -1095,3 +1095,28 @@ float tmf_dot_bf16_f32(const uint16_t *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) s += bf16_to_f32(a[i]) * b[i];
     return s;
 }
+
+// ---- one-query attention products (decoding) ----
+
+void tmf_rows_dot(const float *a, size_t lda, const float *x, size_t m, size_t n, float alpha, float *y) {
+    for (size_t j = 0; j < m; j++) {
+        const float *r = a + j * lda;
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t k = 0;
+        for (; k + 8 <= n; k += 8)
+            for (int l = 0; l < 8; l++) s[l] += r[k + l] * x[k + l];
+        float t = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+        for (; k < n; k++) t += r[k] * x[k];
+        y[j] = alpha * t;
+    }
+}
+
+void tmf_rows_axpy(const float *a, size_t lda, const float *p, size_t m, size_t n, float *y) {
+    for (size_t k = 0; k < n; k++) y[k] = 0.0f;
+    for (size_t j = 0; j < m; j++) {
+        const float *r = a + j * lda;
+        const float w = p[j];
+        if (w == 0.0f) continue;
+        for (size_t k = 0; k < n; k++) y[k] += w * r[k];
+    }
+}

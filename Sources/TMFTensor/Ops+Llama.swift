@@ -153,7 +153,7 @@ extension Tensor {
                 let vh = vp + bi * sCap * kvd + kvh * d
                 // scores [T, S] = α · Q_h [T, D] · K_hᵀ [D, S] (one query: a matrix-vector product)
                 if t == 1 {
-                    BLAS.sgemv(trans: false, m: s, n: d, alpha: alpha, a: kh, lda: kvd, x: qh, beta: 0, y: p)
+                    tmf_rows_dot(kh, kvd, qh, s, d, alpha, p)
                 } else {
                     BLAS.sgemm(transA: false, transB: true, m: t, n: s, k: d, alpha: alpha, a: qh, lda: hd,
                                b: kh, ldb: kvd, beta: 0, c: p, ldc: s)
@@ -172,7 +172,7 @@ extension Tensor {
                 }
                 // out_h [T, D] = P [T, S] · V_h [S, D]
                 if t == 1 {
-                    BLAS.sgemv(trans: true, m: s, n: d, a: vh, lda: kvd, x: p, beta: 0, y: op + bi * hd + h * d)
+                    tmf_rows_axpy(vh, kvd, p, s, d, op + bi * hd + h * d)
                 } else {
                     BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: s, a: p, lda: s, b: vh, ldb: kvd,
                                beta: 0, c: op + bi * t * hd + h * d, ldc: hd)

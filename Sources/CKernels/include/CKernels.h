@@ -40,6 +40,13 @@ void tmf_vexp(const float *x, float *y, size_t n);
 /// +inf, becomes NaN.
 void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
+/// One query's attention products, on the calling thread (decoding: a BLAS call per head would
+/// wake its thread pool for a few thousand multiply-adds). Rows of `a` are `lda` apart.
+/// tmf_rows_dot:  y[j] = alpha · Σ_k a[j·lda + k] · x[k] for j < m (scores against m keys of n).
+/// tmf_rows_axpy: y[k] = Σ_j p[j] · a[j·lda + k] for k < n (the probabilities' mix of m values).
+void tmf_rows_dot(const float *a, size_t lda, const float *x, size_t m, size_t n, float alpha, float *y);
+void tmf_rows_axpy(const float *a, size_t lda, const float *p, size_t m, size_t n, float *y);
+
 /// Row-wise log-softmax: y = x - max - log(sum(exp(x - max))).
 void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
