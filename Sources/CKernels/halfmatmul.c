@@ -388,6 +388,20 @@ HM_INLINE HM_T512 void forward512_step(int format, int R, const uint16_t *const 
     }
 }
 
+// The sums of four vectors' lanes, s[q] = Σ lanes of v[q], in one transposing tree (halves
+// added, then three horizontal adds) instead of four separate reductions: the end of every
+// forward tile, which a decoding step (one x row, rows of W only 768 long on small models)
+// meets once per four outputs. Every row of every tile is summed by it, so the order still
+// depends only on the path and `in`.
+HM_INLINE HM_T512 void reduce4_512(const __m512 v[4], float s[4]) {
+    __m256 h[4];
+    for (int q = 0; q < 4; q++)
+        h[q] = _mm256_add_ps(_mm512_castps512_ps256(v[q]),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[q]), 1)));
+    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+    _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
+}
+
 // Columns [k0, k1) of rows r < R of packed x against four rows of W, continuing the vector sums
 // in `saved` (starting from zero when `first`); when `last`, s[r][q] = Σₖ x[r, k] · W[q, k]
 // (TILE); and the forward's blocks of W rows, tiles of four x rows and k blocks over a part of
@@ -403,11 +417,11 @@ HM_INLINE HM_T512 void forward512_step(int format, int R, const uint16_t *const 
         size_t off = k0;                                                                                       \
         for (; off + 32 <= k1; off += 32) STEP(sel, R, w, off, 0, 0, xp, kp, acc);                             \
         if (off < k1) STEP(sel, R, w, off, 1, (__mmask32)((1u << (k1 - off)) - 1), xp, kp, acc);              \
-        for (int r = 0; r < R; r++)                                                                            \
-            for (int q = 0; q < 4; q++) {                                                                      \
-                if (last) s[r][q] = _mm512_reduce_add_ps(acc[r][q]);                                           \
-                else saved[r * 4 + q] = acc[r][q];                                                             \
-            }                                                                                                  \
+        for (int r = 0; r < R; r++) {                                                                          \
+            if (last) reduce4_512(acc[r], s[r]);                                                               \
+            else                                                                                               \
+                for (int q = 0; q < 4; q++) saved[r * 4 + q] = acc[r][q];                                      \
+        }                                                                                                      \
     }                                                                                                          \
     HM_INLINE ATTR void RUN(int sel, const fwd_ctx *c, size_t i0, size_t i1, size_t o0, size_t o1) {           \
         size_t in = c->in, kc = forward_kc(i1 - i0, 4, in), nb = w_block_rows(kc);                            \
