@@ -49,6 +49,17 @@ int tmf_has_avx512(void) { return cpu_flags() & 1; }
 int tmf_has_avx512bf16(void) { return (cpu_flags() & 2) ? 1 : 0; }
 int tmf_has_avx2(void) { return (cpu_flags() & 4) ? 1 : 0; }
 
+int tmf_blas_core_hint(void) {
+#if TMF_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
 // ---- kernel threads ----
 // A few persistent workers that sleep on a condition variable between jobs: they never spin,
 // so they do not compete with OpenBLAS's own threads after a sgemm. The calling thread runs

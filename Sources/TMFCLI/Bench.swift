@@ -54,6 +54,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let threads = compute.effectiveThreads
         BLAS.setThreads(threads)
+        print("OpenBLAS kernels: \(BLAS.coreName)")
         #if DEBUG
         print("warning: debug build; run `swift build -c release` and bench the release binary for real figures")
         #endif

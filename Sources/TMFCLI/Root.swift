@@ -51,3 +51,19 @@ struct WeightOptions: ParsableArguments {
 func printError(_ message: String) {
     writeToStandardError(message + "\n")
 }
+
+extension TMFCommand {
+    /// Restarts this process with `OPENBLAS_CORETYPE` set when OpenBLAS fell back to its generic
+    /// kernels on a CPU that runs faster ones (`BLAS.fasterCoreType`): OpenBLAS picks its kernels
+    /// when it loads, before any of our code runs, so the variable needs a new process. Does
+    /// nothing when `OPENBLAS_CORETYPE` is already set (a user's choice is kept) or
+    /// `TMF_KEEP_BLAS_CORE` is; returns (and runs on as it is) if the exec fails.
+    public static func useFasterBLASKernels() {
+        let env = ProcessInfo.processInfo.environment
+        guard env["OPENBLAS_CORETYPE"] == nil, env["TMF_KEEP_BLAS_CORE"] == nil, let core = BLAS.fasterCoreType else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv("TMF_KEEP_BLAS_CORE", "1", 1)  // never twice, even if OpenBLAS ignores the variable
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        unsetenv("OPENBLAS_CORETYPE")
+    }
+}

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 
 /// The BLAS entry points tmf uses. `TMFTensor` is the only module that calls BLAS; other
@@ -6,6 +7,23 @@ public enum BLAS {
     /// OpenBLAS's worker threads. Set it once (e.g. from `--threads`); default all cores.
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }
+    }
+
+    /// The kernel family OpenBLAS chose for this CPU ("SkylakeX", "Haswell", "Prescott", …).
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// The `OPENBLAS_CORETYPE` to run with when OpenBLAS fell back to its generic SSE3 kernels
+    /// ("Prescott") on a CPU it does not recognise but that runs better ones — Debian's 0.3.21
+    /// does so on recent Xeons, where its sgemm then reaches a fifth of SkylakeX's: "SkylakeX"
+    /// with AVX-512 (F, BW, DQ, VL, CD), "Haswell" with AVX2 + FMA. nil when OpenBLAS chose
+    /// anything else. OpenBLAS reads the variable when it loads, so it takes a new process.
+    public static var fasterCoreType: String? {
+        guard coreName.lowercased() == "prescott" else { return nil }
+        switch tmf_blas_core_hint() {
+        case 2: return "SkylakeX"
+        case 1: return "Haswell"
+        default: return nil
+        }
     }
 
     /// Sets OpenBLAS's thread count (at least 1), and the same count for the elementwise and

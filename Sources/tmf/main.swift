@@ -1,3 +1,4 @@
 import TMFCLI
 
+TMFCommand.useFasterBLASKernels()
 TMFCommand.main()

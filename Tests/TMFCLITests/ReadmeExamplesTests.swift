@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TMFTensor
 import TMFTestSupport
 
 /// Every line of the README's usage block runs as printed, in order, in a scratch folder: its
@@ -87,6 +88,12 @@ final class ReadmeExamplesTests: XCTestCase {
             XCTAssertEqual(r.status, 0, "README: \(command.joined(separator: " ")) → tmf \(arguments.joined(separator: " ")): \(r.stderr)")
             if command.count > 1 && command[1] == "recommend" {
                 XCTAssertFalse(r.stdout.isEmpty, "recommend always answers: \(command)")
+            }
+            if command.count > 1 && command[1] == "bench" {
+                // tmf restarts itself on OpenBLAS's faster kernels when OpenBLAS fell back to its
+                // generic ones (this test process has whatever OpenBLAS chose by itself).
+                let expected = BLAS.fasterCoreType ?? BLAS.coreName
+                XCTAssertTrue(r.stdout.hasPrefix("OpenBLAS kernels: \(expected)\n"), r.stdout)
             }
         }
     }

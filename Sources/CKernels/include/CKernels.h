@@ -16,6 +16,9 @@ void tmf_configure_malloc(void);
 int tmf_has_avx512(void);
 /// 1 when the AVX2 + FMA paths are available (used when AVX-512 is not).
 int tmf_has_avx2(void);
+/// The best OpenBLAS x86 kernel family this CPU runs: 2 SkylakeX (AVX-512 F, BW, DQ, VL, CD),
+/// 1 Haswell (AVX2 + FMA), 0 neither.
+int tmf_blas_core_hint(void);
 /// 1 when the CPU has AVX-512 BF16 dot products (vdpbf16ps).
 int tmf_has_avx512bf16(void);
 

@@ -15,5 +15,6 @@ void cblas_sgemv(enum TMF_CBLAS_ORDER order, enum TMF_CBLAS_TRANSPOSE trans, int
                  float *Y, int incY);
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
+char *openblas_get_corename(void);
 
 #endif
