@@ -862,3 +862,8 @@ void tmf_half_matmul_input_grad(int format, const uint16_t *w, const float *dy, 
     tmf_internal_parallel_for(input_grad_range, &c, plan.total, plan.align, plan.min_part);
     free(packed);
 }
+
+void tmf_half_widen(int format, const uint16_t *src, float *dst, size_t n) {
+    if (format == TMF_HALF_F16) for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(src[i]);
+    else for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+}

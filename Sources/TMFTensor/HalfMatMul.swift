@@ -144,6 +144,13 @@ public enum HalfMatMul {
         return dx
     }
 
+    /// Rows `rows` of a `[out, inFeatures]` weight widened to Float32 into `into` (exact), row-major.
+    public static func widen(_ weight: UnsafeBufferPointer<UInt16>, _ precision: HalfPrecision, rows: Range<Int>,
+                             inFeatures: Int, into: UnsafeMutablePointer<Float>) {
+        precondition(rows.lowerBound >= 0 && rows.upperBound * inFeatures <= weight.count, "rows \(rows) outside the weight")
+        tmf_half_widen(precision.code, weight.baseAddress! + rows.lowerBound * inFeatures, into, rows.count * inFeatures)
+    }
+
     /// How many parts the kernel splits this shape into at the current thread count (tests).
     static func plannedParts(inputGradient: Bool, rows: Int, inFeatures: Int, outFeatures: Int) -> Int {
         Int(tmf_half_planned_parts(inputGradient ? 1 : 0, rows, inFeatures, outFeatures))

@@ -306,14 +306,62 @@ public final class Linear: Module, @unchecked Sendable {
         return base + adapter.delta(x, training: training)
     }
 
+    /// From this many rows of x (prefill, training), a 16-bit W whose kernel path widens it
+    /// anyway is widened a block of rows at a time and multiplied by sgemm, which is faster than
+    /// the widening kernels there; fewer rows (decoding) stream W through `HalfMatMul`. With
+    /// AVX512-BF16 dot products (or their emulation, forced for tests), `HalfMatMul` runs every
+    /// product.
+    public static let sgemmRows = 16
+
+    /// Rows of W widened per block: about 4 MB of Float32, so a block stays in L2/L3 while
+    /// sgemm walks it.
+    static func widenedBlockRows(_ inFeatures: Int) -> Int { max(16, (1 << 20) / max(inFeatures, 1)) }
+
+    /// Whether `rows` rows of x take the widen-then-sgemm route with this W.
+    static func widensForSgemm(rows: Int, _ h: HalfTensor) -> Bool {
+        let path = HalfMatMul.path(for: h.precision)
+        return rows >= sgemmRows && path != .avx512BF16 && path != .avx512BF16Emulated
+    }
+
+    /// y [rows, out] = x [rows, in] · Wᵀ, or dx [rows, in] += dy [rows, out] · W when `gradient`,
+    /// over blocks of W's rows widened to Float32 (exact) and sgemm.
+    static func widenedProduct(_ a: UnsafePointer<Float>, rows: Int, _ h: HalfTensor, gradient: Bool,
+                               into c: UnsafeMutablePointer<Float>) {
+        let out = h.shape[0], inF = h.shape[1], block = widenedBlockRows(inF)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: min(block, out) * inF)
+        defer { scratch.deallocate() }
+        for o0 in stride(from: 0, to: out, by: block) {
+            let n = min(block, out - o0)
+            HalfMatMul.widen(h.bits, h.precision, rows: o0..<(o0 + n), inFeatures: inF, into: scratch)
+            if gradient {  // dx += dy[:, o0..<o0+n] · W[o0..<o0+n, :]
+                BLAS.sgemm(transA: false, transB: false, m: rows, n: inF, k: n, a: a + o0, lda: out, b: scratch, ldb: inF,
+                           beta: 1, c: c, ldc: inF)
+            } else {  // y[:, o0..<o0+n] = x · W[o0..<o0+n, :]ᵀ
+                BLAS.sgemm(transA: false, transB: true, m: rows, n: n, k: inF, a: a, lda: inF, b: scratch, ldb: inF,
+                           beta: 0, c: c + o0, ldc: out)
+            }
+        }
+    }
+
     /// x · Wᵀ (+ bias) with a 16-bit W; the tape sends gradients to x (and the bias).
     static func halfProduct(_ x: Tensor, _ h: HalfTensor, bias: Tensor?) -> Tensor {
         let out = h.shape[0], inF = h.shape[1]
-        let y = HalfMatMul.forward(x, weight: h.bits, h.precision, outFeatures: out)
+        let rows = x.count / max(inF, 1)
+        let y: Tensor
+        if widensForSgemm(rows: rows, h) {
+            y = Tensor(uninitialized: Array(x.shape.dropLast()) + [out])
+            widenedProduct(x.pointer, rows: rows, h, gradient: false, into: y.pointer)
+        } else {
+            y = HalfMatMul.forward(x, weight: h.bits, h.precision, outFeatures: out)
+        }
         let yb = bias.map { y + $0 } ?? y
         guard Tensor.needsGrad(x) else { return yb }
         let recorded = y.record([x]) { g in
             let rows = g.count / max(out, 1)
+            if widensForSgemm(rows: rows, h) {
+                widenedProduct(g.pointer, rows: rows, h, gradient: true, into: x.gradBuffer().pointer)
+                return
+            }
             HalfMatMul.inputGradient(UnsafeBufferPointer(g.storage.buffer), weight: h.bits, h.precision, rows: rows,
                                      inFeatures: inF, outFeatures: out, into: x.gradBuffer().storage.buffer,
                                      accumulate: true)

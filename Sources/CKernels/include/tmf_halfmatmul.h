@@ -60,6 +60,9 @@ void tmf_half_matmul(int format, const uint16_t *w, const float *x, float *y, si
                      int accumulate);
 
 /// dx[m, in] = dy[m, out] · W, or dx += dy · W when `accumulate`. dy and dx must not overlap.
+/// dst[i] = the Float32 value of src[i] (exact), i < n.
+void tmf_half_widen(int format, const uint16_t *src, float *dst, size_t n);
+
 void tmf_half_matmul_input_grad(int format, const uint16_t *w, const float *dy, float *dx, size_t m, size_t in,
                                 size_t out, int accumulate);
 
