@@ -50,14 +50,13 @@ int tmf_has_avx512bf16(void) { return (cpu_flags() & 2) ? 1 : 0; }
 int tmf_has_avx2(void) { return (cpu_flags() & 4) ? 1 : 0; }
 
 int tmf_blas_core_hint(void) {
+    int f = cpu_flags();  // initialises the CPU model the checks below read
 #if TMF_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+    if ((f & TMF_CPU_AVX512F) && (f & TMF_CPU_AVX512BW) && __builtin_cpu_supports("avx512dq")
         && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd"))
         return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
 #endif
-    return 0;
+    return (f & TMF_CPU_AVX2_FMA) ? 1 : 0;
 }
 
 // ---- kernel threads ----

@@ -62,7 +62,7 @@ struct BenchCommand: ParsableCommand {
             print("tmf bench llama: \(threads) OpenBLAS thread(s); median of \(repeats)")
             do {
                 let shape = loraShape!
-                try LlamaBench(directory: URL(fileURLWithPath: llm), repeats: repeats, dtype: try weights.storageType,
+                try LlamaBench(directory: URL(fileURLWithPath: llm), repeats: repeats, dtype: weights.storageType,
                                prefillTokens: prefill, decodeTokens: decode, batch: shape.0, sequence: shape.1).run()
             } catch {
                 printError("tmf bench llama: \(error.localizedDescription)")
@@ -74,7 +74,7 @@ struct BenchCommand: ParsableCommand {
             print("tmf bench clip: \(threads) OpenBLAS thread(s); median of \(repeats)")
             do {
                 try CLIPBench(directory: URL(fileURLWithPath: clip), repeats: repeats, batch: batch,
-                              dtype: try weights.storageType).run()
+                              dtype: weights.storageType).run()
             } catch {
                 printError("tmf bench clip: \(error.localizedDescription)")
                 throw ExitCode.failure

@@ -68,7 +68,7 @@ struct LlamaBench {
                      copyRate / 1e9, 100 * weightBytes / perToken / copyRate))
 
         // LoRA training step.
-        model.recomputesActivations = c.parameterCount >= LlamaModel.recomputationThreshold  // as tmf train
+        model.recomputesActivations = model.isLargeForTraining  // as tmf train
         let lora = LoRAModel(base: model, configuration: try LoRAConfiguration(rank: 8, alpha: 16, targetModules: ["q_proj", "v_proj"]), seed: 1)
         let adam = Adam(parameters: lora.parameters, learningRate: 1e-4)
         let tokens = (0..<batch).map { _ in (0..<sequence).map { _ in 3 + rng.nextInt(below: c.vocabularySize - 3) } }

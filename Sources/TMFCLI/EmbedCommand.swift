@@ -52,7 +52,7 @@ struct EmbedCommand: ParsableCommand {
         compute.apply()
         do {
             let folder = try existingFolder(clip, option: "--clip", what: "a CLIP folder (config.json, model.safetensors, vocab.json, merges.txt)")
-            let model = try CLIPModel.load(directory: folder, dtype: try weights.storageType)
+            let model = try CLIPModel.load(directory: folder, dtype: weights.storageType)
             let rows: [[Float]]
             if !image.isEmpty {
                 rows = try embedImages(model: model, folder: folder)

@@ -155,7 +155,7 @@ struct EvalCommand: ParsableCommand {
             }
 
             let trained = try TrainedModel.load(folder: folder, data: data.map { URL(fileURLWithPath: $0) }, skipInvalid: dropInvalid,
-                                                dtype: try weights.storageType)
+                                                dtype: weights.storageType)
             let dataset = trained.dataset
             let seedValue = seed ?? trained.spec.training.seed
             var examples = SplitExamples(dataset)[splitValue]

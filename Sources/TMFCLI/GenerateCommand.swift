@@ -64,7 +64,7 @@ struct GenerateCommand: ParsableCommand {
                 throw CLIError("no tokenizer.model in \(folder.path); put the model's SentencePiece tokenizer.model next to its config.json")
             }
             let tokenizer = try SentencePieceTokenizer(directory: folder)
-            let model = try LlamaModel.load(directory: folder, dtype: try weights.storageType)
+            let model = try LlamaModel.load(directory: folder, dtype: weights.storageType)
             let vocab = model.configuration.vocabularySize
             guard tokenizer.vocabularySize <= vocab else {
                 throw CLIError("\(tokenizerURL.path) has \(tokenizer.vocabularySize) pieces but config.json's vocab_size is "

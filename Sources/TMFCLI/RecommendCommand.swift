@@ -151,7 +151,7 @@ struct RecommendCommand: ParsableCommand {
         compute.apply()
         try reportingErrors {
             let trained = try TrainedModel.load(folder: URL(fileURLWithPath: model), data: data.map { URL(fileURLWithPath: $0) },
-                                                dtype: try weights.storageType)
+                                                dtype: weights.storageType)
             let dataset = trained.dataset
             if let target, target != trained.spec.target {
                 throw DataError.invalidArgument("--target \(target): this model was trained to predict '\(trained.spec.target)'; train one with that target")

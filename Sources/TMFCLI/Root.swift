@@ -33,18 +33,12 @@ struct WeightOptions: ParsableArguments {
     @Option(help: "How to hold the frozen matrices of the LLM (tmf embed, bench clip: of CLIP): bf16, f16 or f32 (default: as the checkpoint stores them; 16-bit checkpoints are used in place, memory-mapped). Item features are encoded by CLIP as its checkpoint stores it.")
     var dtype: String?
 
-    /// The parsed value (nil: the checkpoint's own type).
-    var storageType: WeightStorageType? {
-        get throws {
-            guard let dtype else { return nil }
-            guard let t = WeightStorageType(rawValue: dtype) else {
-                throw refuseLimit("--dtype must be bf16, f16 or f32, got '\(dtype)'")
-            }
-            return t
-        }
-    }
+    /// The parsed value (nil: the checkpoint's own type; `validate` refuses any other string).
+    var storageType: WeightStorageType? { dtype.flatMap(WeightStorageType.init(rawValue:)) }
 
-    func validate() throws { _ = try storageType }
+    func validate() throws {
+        if let dtype, storageType == nil { throw refuseLimit("--dtype must be bf16, f16 or f32, got '\(dtype)'") }
+    }
 }
 
 /// Writes one line to standard error.

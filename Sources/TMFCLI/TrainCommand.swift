@@ -112,7 +112,7 @@ struct TrainCommand: ParsableCommand {
                                           llm: llm.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.llm,
                                           clip: clip.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.clip)
             options.modalities = Modalities(rawValue: modalities)!
-            options.dtype = try weights.storageType
+            options.dtype = weights.storageType
             // Which LLM: --llm; else the bundled tiny Llama for the bundled shop (recognised by its
             // content, not its path); else one pretrained on this dataset (the [pretrain] stage).
             var loaded: Dataset?

@@ -6,8 +6,9 @@ import TMFTensor
 ///
 /// Built from the module layer (TMFTensor/Module.swift): its weights keep transformers' names
 /// (`vision_model.…`, `text_model.…`, `visual_projection.weight`, `text_projection.weight`,
-/// `logit_scale`), read off the modules (`namedWeights()`), and load strictly. Weights are
-/// Float32. Embeddings are projected but not normalised, like transformers'
+/// `logit_scale`), read off the modules (`namedWeights()`), and load strictly. The linear
+/// layers' matrices and the token table are Float32 or 16-bit (`load(directory:dtype:)`), the
+/// rest Float32. Embeddings are projected but not normalised, like transformers'
 /// `get_image_features` / `get_text_features`.
 ///
 /// ```swift
@@ -38,7 +39,7 @@ public final class CLIPModel: Module, Sendable {
     /// the linear layers and the token embedding table with role `.matrix`; biases, LayerNorm
     /// weights and the tensors used as plain Float32 (class, patch and position embeddings,
     /// `logit_scale`) with role `.vector`, which must come as Float32 (or `.meta`, for listing
-    /// keys). `load(directory:)` gives every weight in Float32.
+    /// keys). `load(directory:dtype:)` gives the matrices in the storage it chooses.
     public init(configuration: CLIPConfiguration, _ load: WeightLoader) throws {
         self.configuration = configuration
         vision = try CLIPVisionTransformer(configuration: configuration.vision, load.scoped("vision_model"))

@@ -103,6 +103,9 @@ public final class CheckpointFolder: TensorSource, @unchecked Sendable {
     /// The folder path, for messages.
     public var sourceDescription: String { url.path }
 
+    /// The shard holding `name` (the folder when no file has it).
+    public func sourceDescription(of name: String) -> String { (try? file(containing: name).url.path) ?? url.path }
+
     /// Whether some file of the folder provides `name`.
     public func contains(_ name: String) -> Bool { location[name] != nil }
 

@@ -28,6 +28,8 @@ public struct SafeTensorInfo: Sendable, Equatable {
 public protocol TensorSource {
     /// A path for messages.
     var sourceDescription: String { get }
+    /// The path of the file holding tensor `name`, for messages (default `sourceDescription`).
+    func sourceDescription(of name: String) -> String
     /// Every tensor name, in a stable order.
     var tensorNames: [String] { get }
     /// Header entry of `name`. Throws `CheckpointError.tensorNotFound`.
@@ -35,6 +37,10 @@ public protocol TensorSource {
     /// Converts tensor `name` to Float32 into `destination`'s storage (same element count).
     /// Throws `CheckpointError.tensorNotFound`, `.cannotConvertToFloat32`, `.elementCountMismatch`.
     func read(named name: String, into destination: Tensor) throws
+}
+
+extension TensorSource {
+    public func sourceDescription(of name: String) -> String { sourceDescription }
 }
 
 /// A read-only, private memory mapping of a whole file; unmapped when the last user is gone.

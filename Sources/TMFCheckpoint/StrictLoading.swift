@@ -128,7 +128,7 @@ public func loadStrict(_ parameters: [String: Tensor], from source: some TensorS
                                 wrongShape: wrongShape.sorted { $0.key < $1.key }, duplicates: duplicates.sorted())
     if !mismatch.isEmpty { throw CheckpointError.keyMismatch(mismatch) }
     for (key, info) in provided.values where !info.dtype.convertsToFloat32 {
-        throw CheckpointError.cannotConvertToFloat32(path: source.sourceDescription, tensor: key, dtype: info.dtype)
+        throw CheckpointError.cannotConvertToFloat32(path: source.sourceDescription(of: key), tensor: key, dtype: info.dtype)
     }
     for (name, (key, _)) in provided {
         try source.read(named: key, into: parameters[name]!)

@@ -95,11 +95,12 @@ public final class LlamaDecoderLayer: Module, @unchecked Sendable {
          ("post_attention_layernorm", postAttentionLayerNorm)]
     }
 
-    /// The seven projections with their keys relative to the layer, in Hugging Face order.
+    /// The seven projections with their keys relative to the layer ("self_attn.q_proj", …), in
+    /// Hugging Face order: read off the attention's and MLP's children.
     public var linears: [(key: String, linear: Linear)] {
-        [("self_attn.q_proj", attention.qProj), ("self_attn.k_proj", attention.kProj), ("self_attn.v_proj", attention.vProj),
-         ("self_attn.o_proj", attention.oProj), ("mlp.gate_proj", mlp.gateProj), ("mlp.up_proj", mlp.upProj),
-         ("mlp.down_proj", mlp.downProj)]
+        children.flatMap { key, block in
+            block.children.compactMap { name, child in (child as? Linear).map { (key + "." + name, $0) } }
+        }
     }
 
     func callAsFunction(_ x: Tensor, rope: RotaryEmbedding, positions: [Int], keyMask: [[Bool]]?,

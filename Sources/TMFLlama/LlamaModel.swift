@@ -53,6 +53,10 @@ public final class LlamaModel: Module, @unchecked Sendable {
     /// them (a 7B model's activations for one 300-token prompt exceed 6 GB otherwise).
     public static let recomputationThreshold = 1_000_000_000
 
+    /// Whether training should recompute activations: a model of `recomputationThreshold`
+    /// weights or more (what `tmf train` and `tmf bench llama` set `recomputesActivations` to).
+    public var isLargeForTraining: Bool { configuration.parameterCount >= Self.recomputationThreshold }
+
     /// A model with zero Float32 weights (norms one) of the given shape; fill it with `randomize`.
     public convenience init(configuration c: LlamaConfiguration) {
         try! self.init(configuration: c, WeightLoader { key, shape, _ in
@@ -105,27 +109,10 @@ public final class LlamaModel: Module, @unchecked Sendable {
         let configuration = try LlamaConfiguration.load(directory: directory)
         let folder = try CheckpointFolder(directory: directory)
         let expected = expectedWeights(configuration)
-        var ignorable: Set<String> = Set((0..<configuration.hiddenLayers).map { "model.layers.\($0).self_attn.rotary_emb.inv_freq" })
-        if configuration.tieWordEmbeddings { ignorable.insert("lm_head.weight") }
-        var unexpected: [String] = [], wrongShape: [ShapeMismatch] = []
-        for key in folder.tensorNames {
-            guard let shape = expected[key] else {
-                if !ignorable.contains(key) { unexpected.append(key) }
-                continue
-            }
-            let info = try folder.info(named: key)
-            if info.shape != shape { wrongShape.append(ShapeMismatch(key: key, checkpointShape: info.shape, modelShape: shape)) }
-        }
-        let missing = expected.keys.filter { !folder.contains($0) }
-        let mismatch = LoadMismatch(source: folder.sourceDescription, missing: missing.sorted(), unexpected: unexpected.sorted(),
-                                    wrongShape: wrongShape.sorted { $0.key < $1.key }, duplicates: [])
-        if !mismatch.isEmpty { throw CheckpointError.keyMismatch(mismatch) }
-        for key in expected.keys {
-            let info = try folder.info(named: key)
-            if !info.dtype.convertsToFloat32 {
-                throw CheckpointError.cannotConvertToFloat32(path: try folder.file(containing: key).url.path, tensor: key, dtype: info.dtype)
-            }
-        }
+        // Buffers older transformers saved, and a tied head's copy: present or not.
+        var ignorable: [KeyPattern] = (0..<configuration.hiddenLayers).map { .exact("model.layers.\($0).self_attn.rotary_emb.inv_freq") }
+        if configuration.tieWordEmbeddings { ignorable.append(.exact("lm_head.weight")) }
+        try checkStrict(expected, in: folder, allowUnexpected: ignorable)
         let storage = try dtype ?? folder.matrixStorageType(of: expected.keys)
         return try LlamaModel(configuration: configuration, folder.weightLoader(dtype: storage))
     }
@@ -241,14 +228,11 @@ public final class LlamaModel: Module, @unchecked Sendable {
             return lmHead(norm(x))                                      // (B, T, vocab)
         case .last:
             let h = norm(x.selectingRows((0..<b).map { $0 * t + t - 1 }))  // (B, hidden)
-            return logits(of: h)                                        // (B, vocab)
+            return lmHead(h)                                            // (B, vocab)
         case let .rows(rows):
             return lmHead(norm(x.selectingRows(rows)))                  // (rows, vocab)
         }
     }
-
-    /// The LM head on hidden states (N, hidden): (N, vocab); one row uses a matrix-vector product.
-    func logits(of h: Tensor) -> Tensor { lmHead(h) }
 
     /// Parameters of all attached adapters.
     public var adapterParameters: [Tensor] {

@@ -3,6 +3,8 @@
 // fusion module compose these; parameter lists and expected checkpoint keys are read off the
 // modules (`Module.namedWeights`), as PyTorch's `named_parameters()` / `state_dict()` are.
 
+import CKernels
+
 /// A frozen weight in 16-bit floating point (bf16 or f16), row-major, in PyTorch's dimension
 /// order. Its bits are used in place (for example inside a memory-mapped safetensors file) or
 /// owned; they are never widened to Float32 as a whole except by `widened()`.
@@ -27,23 +29,29 @@ public final class HalfTensor: @unchecked Sendable {
         owned = nil
     }
 
-    /// A copy of `values` (16-bit patterns, row-major).
-    public init(shape: [Int], precision: HalfPrecision, bits values: [UInt16]) {
-        precondition(values.count == Tensor.elementCount(shape), "\(values.count) values for shape \(shape)")
-        let buffer = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: max(values.count, 1))
-        _ = buffer.initialize(from: values)
+    /// Owns `buffer` (`shape`'s product of patterns; freed with the tensor).
+    private init(shape: [Int], precision: HalfPrecision, owning buffer: UnsafeMutableBufferPointer<UInt16>, count: Int) {
         self.shape = shape
         self.precision = precision
-        bits = UnsafeBufferPointer(rebasing: buffer[0..<values.count])
+        bits = UnsafeBufferPointer(rebasing: buffer[0..<count])
         owner = nil
         owned = buffer
     }
 
+    /// A copy of `values` (16-bit patterns, row-major).
+    public convenience init(shape: [Int], precision: HalfPrecision, bits values: [UInt16]) {
+        precondition(values.count == Tensor.elementCount(shape), "\(values.count) values for shape \(shape)")
+        let buffer = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: max(values.count, 1))
+        _ = buffer.initialize(from: values)
+        self.init(shape: shape, precision: precision, owning: buffer, count: values.count)
+    }
+
     /// `tensor`'s values rounded to `precision` (to nearest, ties to even, as torch's `.to()`).
     public convenience init(rounding tensor: Tensor, to precision: HalfPrecision) {
-        let p = tensor.pointer
-        let values = (0..<tensor.count).map { precision.bits(p[$0]) }
-        self.init(shape: tensor.shape, precision: precision, bits: values)
+        let n = tensor.count, p = tensor.pointer
+        let buffer = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: max(n, 1))
+        for i in 0..<n { buffer[i] = precision.bits(p[i]) }
+        self.init(shape: tensor.shape, precision: precision, owning: buffer, count: n)
     }
 
     deinit { owned?.deallocate() }
@@ -54,8 +62,7 @@ public final class HalfTensor: @unchecked Sendable {
     /// Every value as a new Float32 tensor of the same shape (exact).
     public func widened() -> Tensor {
         let out = Tensor(uninitialized: shape)
-        let o = out.pointer
-        for i in 0..<count { o[i] = precision.float(bits[i]) }
+        if count > 0 { tmf_half_widen(precision.code, bits.baseAddress, out.pointer, count) }
         return out
     }
 
@@ -66,8 +73,7 @@ public final class HalfTensor: @unchecked Sendable {
         let out = Tensor(uninitialized: [indices.count, d])
         for (i, r) in indices.enumerated() {
             precondition(r >= 0 && r < v, "row \(r) out of range 0..<\(v)")
-            let o = out.pointer + i * d, s = r * d
-            for j in 0..<d { o[j] = precision.float(bits[s + j]) }
+            HalfMatMul.widen(bits, precision, rows: r..<(r + 1), inFeatures: d, into: out.pointer + i * d)
         }
         return out
     }
@@ -77,11 +83,6 @@ extension HalfPrecision {
     /// The 16-bit pattern of `value` (to nearest, ties to even).
     @inlinable public func bits(_ value: Float) -> UInt16 {
         self == .bf16 ? HalfConversion.bfloat16Bits(value) : HalfConversion.float16Bits(value)
-    }
-
-    /// The Float32 value of a 16-bit pattern (exact).
-    @inlinable public func float(_ bits: UInt16) -> Float {
-        self == .bf16 ? HalfConversion.float(fromBFloat16Bits: bits) : HalfConversion.float(fromFloat16Bits: bits)
     }
 }
 
@@ -354,8 +355,7 @@ public final class Linear: Module, @unchecked Sendable {
         } else {
             y = HalfMatMul.forward(x, weight: h.bits, h.precision, outFeatures: out)
         }
-        let yb = bias.map { y + $0 } ?? y
-        guard Tensor.needsGrad(x) else { return yb }
+        guard Tensor.needsGrad(x) else { return bias.map { y + $0 } ?? y }
         let recorded = y.record([x]) { g in
             let rows = g.count / max(out, 1)
             if widensForSgemm(rows: rows, h) {
@@ -370,8 +370,8 @@ public final class Linear: Module, @unchecked Sendable {
     }
 }
 
-/// nn.Embedding: rows of a (vocab, width) table, Float32 or 16-bit. The same table can serve as
-/// a tied output layer (`logits`).
+/// nn.Embedding: rows of a (vocab, width) table, Float32 or 16-bit. A tied output layer is a
+/// `Linear` over the same `weight`.
 public final class Embedding: Module, @unchecked Sendable {
     /// (vocab, width)
     public let weight: Weight

@@ -377,8 +377,7 @@ public enum Pipeline {
 
         onEvent(.stage(.llm, cached: false))
         let llm = try LlamaModel.load(directory: llmURL, dtype: options.dtype)
-        llm.recomputesActivations = llmConfiguration.parameterCount >= LlamaModel.recomputationThreshold
-            && options.lora.dropout == 0
+        llm.recomputesActivations = llm.isLargeForTraining && options.lora.dropout == 0
         let lora = LoRAModel(base: llm, configuration: options.lora, seed: options.training.seed)
         let fusion = try FusionModule(configuration: fusionConfig, seed: options.training.seed)
         let recommender = Recommender(llm: llm, lora: lora, fusion: fusion, features: features,

@@ -68,15 +68,22 @@ final class LoRATests: XCTestCase {
         XCTAssertLessThan(e, 1e-4)
     }
 
-    func testGradientsMatchPeft() throws {
-        let model = try LlamaModel.load(directory: baseURL)
-        let c = try testCase()
+    /// The fixture adapter on `model`, and the case's loss back-propagated from its input
+    /// embeddings (a leaf that requires grad, as in the fixture script).
+    func backpropagateLoss(_ model: LlamaModel, _ c: Case) throws -> (lora: LoRAModel, embeds: Tensor, loss: Tensor) {
         let lora = try LoRAModel.load(directory: adapterURL, base: model)
         let embeds = model.embed(c.ids).copy()
         embeds.requiresGrad = true
         let logits = model(.embeddings(embeds), attentionMask: c.mask, positions: c.positions, training: true)
         let loss = Tensor.crossEntropy(logits.reshaped([-1, 128]), targets: c.labels.flatMap { $0 })
         loss.backward()
+        return (lora, embeds, loss)
+    }
+
+    func testGradientsMatchPeft() throws {
+        let model = try LlamaModel.load(directory: baseURL)
+        let c = try testCase()
+        let (lora, embeds, loss) = try backpropagateLoss(model, c)
         let exp = try expected()
         XCTAssertEqual(loss.item, try exp.tensor(named: "loss").scalars[0], accuracy: 1e-5)
         var worst: Float = 0
@@ -100,12 +107,7 @@ final class LoRATests: XCTestCase {
         func gradients(recompute: Bool) throws -> (loss: Float, embeds: [Float], lora: [String: [Float]]) {
             let model = try LlamaModel.load(directory: baseURL)
             model.recomputesActivations = recompute
-            let lora = try LoRAModel.load(directory: adapterURL, base: model)
-            let embeds = model.embed(c.ids).copy()
-            embeds.requiresGrad = true
-            let logits = model(.embeddings(embeds), attentionMask: c.mask, positions: c.positions, training: true)
-            let loss = Tensor.crossEntropy(logits.reshaped([-1, 128]), targets: c.labels.flatMap { $0 })
-            loss.backward()
+            let (lora, embeds, loss) = try backpropagateLoss(model, c)
             return (loss.item, embeds.grad!.scalars, lora.peftNamedParameters.mapValues { $0.grad!.scalars })
         }
         let plain = try gradients(recompute: false), again = try gradients(recompute: true)
