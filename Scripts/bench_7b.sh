@@ -3,7 +3,9 @@
 # Usage: bash Scripts/bench_7b.sh [TMF_BINARY] [WORK_DIR]
 #   TMF_BINARY defaults to .build/release/tmf (build it first: swift build -c release --product tmf),
 #   WORK_DIR to /tmp/tmf-bench-7b. Environment: THREADS (2), REPEATS (2), PREFILL (256), DECODE (16),
-#   SHAPE (7b; 110m or tiny for a quick run of the same steps, see make_llama_checkpoint.py),
+#   SHAPE (7b; 110m or tiny for a quick run of the same steps, see make_llama_checkpoint.py), DTYPE
+#   (bf16; or f16, f32: the checkpoint's storage, the GGUF's and tmf's --dtype), PREPARE_ONLY (set:
+#   make the folder, llama.cpp and the GGUF, then stop; Scripts/bench_llama_peers.sh uses it),
 #   PYTHON (/work/venv/bin/python: numpy for the checkpoint; torch, safetensors, sentencepiece for
 #   llama.cpp's converter), PEERS (../shared/peers: build-llama-cpp.sh and its source tarball),
 #   TMF_ARGS (the options after `tmf bench llama --llm DIR`; default --dtype bf16 --prefill PREFILL
@@ -32,29 +34,21 @@ repeats=${REPEATS:-2}
 prefill=${PREFILL:-256}
 decode=${DECODE:-16}
 shape=${SHAPE:-7b}
+dtype=${DTYPE:-bf16}
 python=${PYTHON:-/work/venv/bin/python}
 peers=${PEERS:-$repo/../shared/peers}
-model="$work/llama$shape-bf16"
+model="$work/llama$shape-$dtype"
 llamacpp="$work/llamacpp"
-gguf="$work/llama$shape-bf16.gguf"
+gguf="$work/llama$shape-$dtype.gguf"
 logs="$work/logs-$shape"
-tmf_args=${TMF_ARGS:---dtype bf16 --prefill $prefill --decode $decode --lora-batch 1x256 --threads $threads --repeats $repeats}
+tmf_args=${TMF_ARGS:---dtype $dtype --prefill $prefill --decode $decode --lora-batch 1x256 --threads $threads --repeats $repeats}
 
 [ -x "$tmf" ] || { echo "bench_7b: no tmf binary at $tmf (swift build -c release --product tmf)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "bench_7b: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 mkdir -p "$work" "$logs"
-# Debian's OpenBLAS 0.3.21 does not know newer Xeons (family 6 model 207 here) and falls back to its
-# SSE3 "Prescott" kernels: 30-36 GFLOP/s sgemm on 2 threads against 180-229 with the AVX-512 ones. Ask
-# for those when the CPU has AVX-512 and OPENBLAS_CORETYPE is not set already.
-if [ -z "${OPENBLAS_CORETYPE+set}" ] && grep -qw avx512f /proc/cpuinfo \
-   && [ "$(OPENBLAS_VERBOSE=2 "$tmf" --help 2>&1 | head -n 1)" = "Core: Prescott" ]; then
-  export OPENBLAS_CORETYPE=SkylakeX
-  echo "bench_7b: OpenBLAS picked its Prescott kernels on this AVX-512 CPU; running tmf with OPENBLAS_CORETYPE=SkylakeX"
-fi
-
 if [ ! -f "$model/config.json" ]; then  # config.json is written last: without it the folder is incomplete
   echo "== writing $model =="
-  /usr/bin/time -v "$python" Scripts/make_llama_checkpoint.py --shape "$shape" --dtype bf16 --out "$model" --force \
+  /usr/bin/time -v "$python" Scripts/make_llama_checkpoint.py --shape "$shape" --dtype "$dtype" --out "$model" --force \
     >"$logs/make_checkpoint.log" 2>&1 || { cat "$logs/make_checkpoint.log" >&2; exit 1; }
   grep -e '^[^[:space:]]' -e 'Elapsed' -e 'Maximum resident' "$logs/make_checkpoint.log" | grep -v '^Command being timed'
 
@@ -70,17 +64,19 @@ fi
 if [ ! -f "$gguf" ]; then
   echo "== converting to $gguf =="
   PYTHONPATH="$llamacpp/gguf-py" /usr/bin/time -v "$python" "$llamacpp/convert_hf_to_gguf.py" "$model" \
-    --outtype bf16 --outfile "$gguf.tmp" >"$logs/convert.log" 2>&1 \
+    --outtype "$dtype" --outfile "$gguf.tmp" >"$logs/convert.log" 2>&1 \
     || { echo "bench_7b: conversion failed, see $logs/convert.log" >&2; exit 1; }
   mv "$gguf.tmp" "$gguf"
   grep -e 'Elapsed' -e 'Maximum resident' "$logs/convert.log"
 fi
 
+[ -n "${PREPARE_ONLY:-}" ] && exit 0
+
 peak_rss() {  # peak RSS in GB from a /usr/bin/time -v log
   awk -F: '/Maximum resident set size/ { printf "%.2f GiB", $2 / 1048576 }' "$1"
 }
 
-echo "== llama.cpp llama-bench bf16, $threads threads =="
+echo "== llama.cpp llama-bench $dtype, $threads threads =="
 /usr/bin/time -v "$bench" -m "$gguf" -p "$prefill" -n "$decode" -t "$threads" -r "$repeats" >"$logs/llama-bench.log" 2>&1 \
   || echo "bench_7b: llama-bench failed, see $logs/llama-bench.log" >&2
 grep '^|' "$logs/llama-bench.log" || true
@@ -99,11 +95,11 @@ tmf_tok() {
     "$logs/tmf-bench.log"
 }
 
-printf '\n%-26s | %-18s | %-18s | %-14s | %s\n' "$shape bf16, $threads threads" "prefill $prefill tok/s" "decode tok/s" "LoRA step tok/s" "peak RSS"
+printf '\n%-26s | %-18s | %-18s | %-14s | %s\n' "$shape $dtype, $threads threads" "prefill $prefill tok/s" "decode tok/s" "LoRA step tok/s" "peak RSS"
 printf '%-26s | %-18s | %-18s | %-14s | %s\n' "llama.cpp llama-bench" "${ll_pp:-?}" "${ll_tg:-?}" "-" "$(peak_rss "$logs/llama-bench.log")"
 printf '%-26s | %-18s | %-18s | %-14s | %s\n' "tmf bench llama" "$(tmf_tok prefill)" "$(tmf_tok decode)" "$(tmf_tok LoRA)" "$(peak_rss "$logs/tmf-bench.log")"
 if grep -qw avx512_bf16 /proc/cpuinfo; then simd="AVX-512 with BF16"
 elif grep -qw avx512f /proc/cpuinfo; then simd="AVX-512 without BF16"
 else simd="no AVX-512"; fi
 echo "(raw outputs in $logs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $simd;" \
-  "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
+  "tmf's OpenBLAS kernels: $(grep -m1 '^OpenBLAS kernels' "$logs/tmf-bench.log" | cut -d: -f2 | xargs))"

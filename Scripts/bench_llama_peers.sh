@@ -2,10 +2,10 @@
 # tmf against llama.cpp on the same Llama weights, bf16 and f32, measured alternately in one run
 # (these machines are shared and noisy: alternating keeps both sides under the same load).
 # Usage: bash Scripts/bench_llama_peers.sh WORK_DIR [ROUNDS]
-#   WORK_DIR holds llama110m-bf16/ and llama110m-f32/ (Hugging Face folders made by
-#   Scripts/make_llama_checkpoint.py --shape 110m --dtype bf16|f32), their GGUF conversions
-#   llama110m-bf16.gguf and llama110m-f32.gguf, and llamacpp/build/bin/llama-bench (see
-#   Scripts/bench_7b.sh for how it makes them). TMF (default .build/release/tmf), THREADS (2).
+#   WORK_DIR gets (through Scripts/bench_7b.sh with SHAPE=110m PREPARE_ONLY=1, skipped when
+#   present) llama110m-bf16/ and llama110m-f32/ (random-init Hugging Face folders), their GGUF
+#   conversions and llama.cpp built from the peers. TMF (default .build/release/tmf), THREADS (2),
+#   PYTHON and PEERS as for bench_7b.sh.
 # Each round runs, in this order: tmf bf16, llama.cpp bf16, tmf f32, llama.cpp f32 (prefill 256,
 # decode 64; tmf's LoRA step too). It prints every round's tok/s and, at the end, the medians
 # and tmf's ratio to llama.cpp for each figure.
@@ -15,6 +15,7 @@ rounds=${2:-3}
 tmf=${TMF:-.build/release/tmf}
 threads=${THREADS:-2}
 bench="$work/llamacpp/build/bin/llama-bench"
+for t in bf16 f32; do SHAPE=110m DTYPE=$t PREPARE_ONLY=1 bash "$(dirname "$0")/bench_7b.sh" "$tmf" "$work"; done
 out=$(mktemp -d)
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for r in $(seq "$rounds"); do
