@@ -1,10 +1,12 @@
 #include "CKernels.h"
 #include "internal.h"
+#include "tmf_halfmatmul.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -60,8 +62,10 @@ int tmf_blas_core_hint(void) {
 }
 
 // ---- kernel threads ----
-// A few persistent workers that sleep on a condition variable between jobs: they never spin,
-// so they do not compete with OpenBLAS's own threads after a sgemm. The calling thread runs
+// A few persistent workers. After a job a worker polls for the next one for a short while
+// (POOL_SPIN_NS) before it sleeps on a condition variable: decoding posts a job every few
+// microseconds, and a wake-up through the kernel costs about as much as a small job. The spin
+// is short so that an idle worker hardly competes with OpenBLAS's threads. The calling thread runs
 // part 0 itself. Work is cut into contiguous parts at element or row boundaries only, and every
 // element is computed the same way whichever part it falls in, so results do not depend on
 // the thread count. One job runs at a time; a second caller meanwhile runs on its own thread.
@@ -70,6 +74,8 @@ int tmf_blas_core_hint(void) {
 // Smallest part worth a thread (elements; rows kernels convert it to rows). Waking a sleeping
 // worker costs some microseconds, so small tensors stay on the calling thread.
 #define PAR_MIN_ELEMENTS 32768
+// How long an idle worker polls for the next job before it sleeps (nanoseconds).
+#define POOL_SPIN_NS 200000
 
 typedef tmf_range_fn range_fn;
 
@@ -77,7 +83,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;  // guards the fie
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;    // a new job was posted
 static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;    // the last worker finished
 static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;  // held by the job's caller
-static unsigned long pool_generation;
+static atomic_ulong pool_generation;  // written under pool_lock; read without it while polling
 static unsigned long pool_seen_at_start[POOL_MAX];
 static int pool_workers;  // workers started (ids 1 … pool_workers)
 static struct { range_fn fn; void *ctx; size_t total, align; int parts; } pool_job;
@@ -108,13 +114,36 @@ static void part_bounds(size_t total, size_t align, int parts, int k, size_t *be
     *end = e < total ? e : total;
 }
 
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+// Polls until the generation moves past `seen` or POOL_SPIN_NS have passed.
+static void poll_generation(unsigned long seen) {
+    uint64_t start = now_ns();
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&pool_generation, memory_order_acquire) != seen) return;
+#if TMF_X86
+        _mm_pause();
+#endif
+        if ((i & 63) == 0 && now_ns() - start > POOL_SPIN_NS) return;
+    }
+}
+
 static void *pool_worker(void *arg) {
     int id = (int)(intptr_t)arg;
     pthread_mutex_lock(&pool_lock);
     unsigned long seen = pool_seen_at_start[id];
     for (;;) {
-        while (pool_generation == seen) pthread_cond_wait(&pool_wake, &pool_lock);
-        seen = pool_generation;
+        if (atomic_load(&pool_generation) == seen) {
+            pthread_mutex_unlock(&pool_lock);
+            poll_generation(seen);
+            pthread_mutex_lock(&pool_lock);
+        }
+        while (atomic_load(&pool_generation) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+        seen = atomic_load(&pool_generation);
         if (id >= pool_job.parts) continue;  // not needed for this job
         range_fn fn = pool_job.fn;
         void *ctx = pool_job.ctx;
@@ -134,7 +163,7 @@ static int pool_ensure(int want) {
     pthread_mutex_lock(&pool_lock);
     while (pool_workers < want) {
         int id = pool_workers + 1;
-        pool_seen_at_start[id] = pool_generation;
+        pool_seen_at_start[id] = atomic_load(&pool_generation);
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -173,7 +202,7 @@ static void parallel_for(range_fn fn, void *ctx, size_t total, size_t align, siz
     pool_job.align = align;
     pool_job.parts = parts;
     atomic_store(&pool_pending, parts - 1);
-    pool_generation++;
+    atomic_fetch_add(&pool_generation, 1);
     pthread_cond_broadcast(&pool_wake);
     pthread_mutex_unlock(&pool_lock);
 
@@ -1129,4 +1158,102 @@ void tmf_rows_axpy(const float *a, size_t lda, const float *p, size_t m, size_t 
         if (w == 0.0f) continue;
         for (size_t k = 0; k < n; k++) y[k] += w * r[k];
     }
+}
+
+// ---- matrix-vector product (decoding with Float32 weights) ----
+// y[o] (+)= Σ_k w[o·in + k] · x[k]. Rows are split over the kernel threads (which poll between
+// jobs), so a decoding step never wakes OpenBLAS's pool. Each output's sum is formed the same way
+// whatever part it falls in: 16 (AVX-512), 8 (AVX2) or 8 (portable) running lanes over k, reduced
+// pairwise, then the tail; so results do not depend on the thread count.
+
+typedef struct { const float *w, *x; float *y; size_t in; int accumulate, path; } matvec_ctx;
+
+#if TMF_X86
+TMF_AVX512 static void matvec_avx512(const matvec_ctx *c, size_t o0, size_t o1) {
+    const size_t n = c->in;
+    size_t o = o0;
+    for (; o + 4 <= o1; o += 4) {
+        const float *r0 = c->w + o * n, *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        size_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            __m512 xv = _mm512_loadu_ps(c->x + k);
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + k), xv, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(r1 + k), xv, a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(r2 + k), xv, a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(r3 + k), xv, a3);
+        }
+        float t[4] = {_mm512_reduce_add_ps(a0), _mm512_reduce_add_ps(a1), _mm512_reduce_add_ps(a2), _mm512_reduce_add_ps(a3)};
+        for (; k < n; k++) {
+            t[0] += r0[k] * c->x[k]; t[1] += r1[k] * c->x[k]; t[2] += r2[k] * c->x[k]; t[3] += r3[k] * c->x[k];
+        }
+        for (int j = 0; j < 4; j++) c->y[o + j] = c->accumulate ? c->y[o + j] + t[j] : t[j];
+    }
+    for (; o < o1; o++) {
+        const float *r = c->w + o * n;
+        __m512 a = _mm512_setzero_ps();
+        size_t k = 0;
+        for (; k + 16 <= n; k += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(r + k), _mm512_loadu_ps(c->x + k), a);
+        float t = _mm512_reduce_add_ps(a);
+        for (; k < n; k++) t += r[k] * c->x[k];
+        c->y[o] = c->accumulate ? c->y[o] + t : t;
+    }
+}
+
+TMF_AVX2 static void matvec_avx2(const matvec_ctx *c, size_t o0, size_t o1) {
+    const size_t n = c->in;
+    for (size_t o = o0; o < o1; o++) {
+        const float *r = c->w + o * n;
+        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        size_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(c->x + k), a);
+            b = _mm256_fmadd_ps(_mm256_loadu_ps(r + k + 8), _mm256_loadu_ps(c->x + k + 8), b);
+        }
+        float t = hsum256(_mm256_add_ps(a, b));
+        for (; k < n; k++) t += r[k] * c->x[k];
+        c->y[o] = c->accumulate ? c->y[o] + t : t;
+    }
+}
+#endif
+
+static void matvec_range(void *p, size_t b, size_t e) {
+    const matvec_ctx *c = p;
+#if TMF_X86
+    if (c->path == TMF_MATVEC_AVX512) { matvec_avx512(c, b, e); return; }
+    if (c->path == TMF_MATVEC_AVX2) { matvec_avx2(c, b, e); return; }
+#endif
+    for (size_t o = b; o < e; o++) {
+        float t;
+        tmf_rows_dot(c->w + o * c->in, c->in, c->x, 1, c->in, 1.0f, &t);
+        c->y[o] = c->accumulate ? c->y[o] + t : t;
+    }
+}
+
+int tmf_matvec_path_supported(int path) {
+    switch (path) {
+    case TMF_MATVEC_PORTABLE: return 1;
+    case TMF_MATVEC_AVX2: return tmf_half_path_supported(TMF_HALF_PATH_AVX2);  // TMF_KERNELS=portable turns it off
+    case TMF_MATVEC_AVX512: return tmf_half_path_supported(TMF_HALF_PATH_AVX512);
+    default: return 0;
+    }
+}
+
+void tmf_matvec_f32(const float *w, const float *x, float *y, size_t out, size_t in, int accumulate) {
+    static atomic_int best = -1;
+    int path = atomic_load_explicit(&best, memory_order_relaxed);
+    if (path < 0) {
+        path = tmf_matvec_path_supported(TMF_MATVEC_AVX512) ? TMF_MATVEC_AVX512
+             : tmf_matvec_path_supported(TMF_MATVEC_AVX2)   ? TMF_MATVEC_AVX2
+                                                            : TMF_MATVEC_PORTABLE;
+        atomic_store(&best, path);
+    }
+    tmf_matvec_f32_path(path, w, x, y, out, in, accumulate);
+}
+
+void tmf_matvec_f32_path(int path, const float *w, const float *x, float *y, size_t out, size_t in, int accumulate) {
+    if (!tmf_matvec_path_supported(path)) path = TMF_MATVEC_PORTABLE;
+    matvec_ctx c = {w, x, y, in, accumulate != 0, path};
+    size_t per_row = in ? in : 1;
+    parallel_for(matvec_range, &c, out, 16, (PAR_MIN_ELEMENTS + per_row - 1) / per_row);
 }

@@ -288,11 +288,11 @@ public final class Linear: Module, @unchecked Sendable {
             let rows = x.count / max(inFeatures, 1)
             let needsTape = GradMode.isEnabled && (x.requiresGrad || w.requiresGrad || (b?.requiresGrad ?? false))
             if rows == 1 && !needsTape {
-                // One row (decoding): a matrix-vector product streams the weight once.
+                // One row (decoding): a matrix-vector product streams the weight once, on the
+                // kernel threads (no OpenBLAS pool to wake per layer).
                 let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
                 if let b { y.pointer.update(from: b.pointer, count: outFeatures) }
-                BLAS.sgemv(trans: false, m: outFeatures, n: inFeatures, a: w.pointer, lda: inFeatures,
-                           x: x.pointer, beta: b == nil ? 0 : 1, y: y.pointer)
+                tmf_matvec_f32(w.pointer, x.pointer, y.pointer, outFeatures, inFeatures, b == nil ? 0 : 1)
                 base = y
             } else if let adapter, let low = adapter.lowRank(x, training: training) {
                 let y = Tensor.linear(x, weight: w, down: low.down, up: low.up, scale: low.scale)

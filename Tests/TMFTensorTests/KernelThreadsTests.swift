@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XCTest
 @testable import TMFTensor
@@ -123,5 +124,39 @@ final class KernelThreadsTests: XCTestCase {
         XCTAssertEqual(Kernels.threads, 1)
         BLAS.setThreads(saved)
         XCTAssertEqual(Kernels.threads, saved)
+    }
+
+    /// The decoding matrix-vector product on every path this CPU runs (the portable one
+    /// everywhere): within float rounding of a Double reference, with and without accumulation,
+    /// on shapes that hit the 4-row tiles, the 16-lane blocks and their tails; and the same bits
+    /// for 1 and 2 threads.
+    func testMatrixVectorProductOnEveryPath() {
+        var rng = SeededRNG(seed: 11)
+        for (out, inF) in [(1, 1), (3, 15), (4, 16), (5, 17), (67, 300), (2048, 768)] {
+            let w = Tensor.normal([out, inF], std: 1, rng: &rng)
+            let x = Tensor.normal([inF], std: 1, rng: &rng)
+            let start = Tensor.normal([out], std: 1, rng: &rng)
+            for accumulate in [false, true] {
+                let reference = (0..<out).map { o -> Double in
+                    (0..<inF).reduce(accumulate ? Double(start.pointer[o]) : 0) { $0 + Double(w.pointer[o * inF + $1]) * Double(x.pointer[$1]) }
+                }
+                let bound = (0..<out).map { o in (0..<inF).reduce(0.0) { $0 + abs(Double(w.pointer[o * inF + $1]) * Double(x.pointer[$1])) } }
+                for path in [TMF_MATVEC_PORTABLE, TMF_MATVEC_AVX2, TMF_MATVEC_AVX512] where tmf_matvec_path_supported(Int32(path)) != 0 {
+                    var results: [[UInt32]] = []
+                    for threads in [1, 2] {
+                        let y = start.copy()
+                        withKernelThreads(threads) {
+                            tmf_matvec_f32_path(Int32(path), w.pointer, x.pointer, y.pointer, out, inF, accumulate ? 1 : 0)
+                        }
+                        for o in 0..<out {
+                            XCTAssertEqual(Double(y.pointer[o]), reference[o], accuracy: 1e-6 * (bound[o] + 1),
+                                           "path \(path) (\(out), \(inF)) row \(o) accumulate \(accumulate)")
+                        }
+                        results.append(bits(y))
+                    }
+                    XCTAssertEqual(results[0], results[1], "path \(path) (\(out), \(inF)): 1 and 2 threads differ")
+                }
+            }
+        }
     }
 }

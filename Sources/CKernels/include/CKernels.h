@@ -50,6 +50,17 @@ void tmf_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 void tmf_rows_dot(const float *a, size_t lda, const float *x, size_t m, size_t n, float alpha, float *y);
 void tmf_rows_axpy(const float *a, size_t lda, const float *p, size_t m, size_t n, float *y);
 
+/// Matrix-vector product for decoding with Float32 weights: y[o] = Σ_k w[o·in + k] · x[k]
+/// (added to y when `accumulate`), for o < out; w is (out, in) row-major. Rows are split over the
+/// kernel threads; the AVX-512, AVX2 + FMA or portable path is chosen at run time.
+void tmf_matvec_f32(const float *w, const float *x, float *y, size_t out, size_t in, int accumulate);
+
+/// tmf_matvec_f32's paths, for tests: each is run where `tmf_matvec_path_supported` says the CPU
+/// can (TMF_KERNELS=portable leaves only the portable one); an unsupported path runs the portable.
+enum { TMF_MATVEC_PORTABLE = 0, TMF_MATVEC_AVX2 = 1, TMF_MATVEC_AVX512 = 2 };
+int tmf_matvec_path_supported(int path);
+void tmf_matvec_f32_path(int path, const float *w, const float *x, float *y, size_t out, size_t in, int accumulate);
+
 /// Row-wise log-softmax: y = x - max - log(sum(exp(x - max))).
 void tmf_log_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
