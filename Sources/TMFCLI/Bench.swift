@@ -65,7 +65,7 @@ struct BenchCommand: ParsableCommand {
                 try LlamaBench(directory: URL(fileURLWithPath: llm), repeats: repeats, dtype: weights.storageType,
                                prefillTokens: prefill, decodeTokens: decode, batch: shape.0, sequence: shape.1).run()
             } catch {
-                printError("tmf bench llama: \(error.localizedDescription)")
+                printError("tmf bench llama: \(describe(error))")
                 throw ExitCode(1)
             }
             return
@@ -76,7 +76,7 @@ struct BenchCommand: ParsableCommand {
                 try CLIPBench(directory: URL(fileURLWithPath: clip), repeats: repeats, batch: batch,
                               dtype: weights.storageType).run()
             } catch {
-                printError("tmf bench clip: \(error.localizedDescription)")
+                printError("tmf bench clip: \(describe(error))")
                 throw ExitCode.failure
             }
             return

@@ -158,9 +158,6 @@ func existingFolder(_ path: String, option: String, what: String) throws -> URL 
 /// Prints `tmf: <error>` as one line on standard error (line breaks in the message become
 /// spaces) and returns the exit code to throw: `throw failure(error)`.
 func failure(_ error: Error) -> ExitCode {
-    let message = error.localizedDescription
-        .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-        .filter { !$0.isEmpty }.joined(separator: " ")
-    printError("tmf: " + message)
+    printError("tmf: " + describe(error))
     return ExitCode(1)
 }

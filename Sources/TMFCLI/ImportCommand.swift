@@ -45,7 +45,7 @@ struct ImportCommand: ParsableCommand {
                 printError(line)
             }
         } catch {
-            printError("tmf: \(error.localizedDescription)")
+            printError("tmf: \(describe(error))")
             throw ExitCode(1)
         }
     }

@@ -97,7 +97,7 @@ struct PretrainCommand: ParsableCommand {
         } catch let error as ExitCode {
             throw error
         } catch {
-            printError("tmf: \(error.localizedDescription)")
+            printError("tmf: \(describe(error))")
             throw ExitCode(1)
         }
     }

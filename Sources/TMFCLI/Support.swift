@@ -13,9 +13,45 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let e as ValidationError {
         throw e
     } catch {
-        printError("tmf: \(error.localizedDescription)")
+        printError("tmf: \(describe(error))")
         throw ExitCode(1)
     }
+}
+
+/// One line for an error. Foundation's file-system errors ("The operation could not be completed.
+/// There isn't enough space.") say neither which file nor what the system said: those become
+/// "cannot write PATH: No space left on device (errno 28)" when the error carries its path, and
+/// at least name the system's reason otherwise.
+func describe(_ error: Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return flat(error.localizedDescription) }
+    var posix: Int32? = ns.domain == NSPOSIXErrorDomain ? Int32(ns.code) : nil
+    if posix == nil, let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        posix = Int32(underlying.code)
+    }
+    let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    if posix == nil, ns.domain == NSCocoaErrorDomain {
+        switch CocoaError.Code(rawValue: ns.code) {
+        case .fileWriteOutOfSpace: posix = ENOSPC
+        case .fileWriteVolumeReadOnly: posix = EROFS
+        case .fileWriteNoPermission, .fileReadNoPermission: posix = EACCES
+        case .fileNoSuchFile, .fileReadNoSuchFile: posix = ENOENT
+        default: break
+        }
+    }
+    let reason = posix.map { String(cString: strerror($0)) + " (errno \($0))" } ?? flat(error.localizedDescription)
+    guard let path else { return posix == nil ? reason : "a file operation failed: " + reason }
+    let code = CocoaError.Code(rawValue: ns.code)
+    let verb = ns.domain != NSCocoaErrorDomain ? "cannot access"
+        : (CocoaError.Code.fileWriteUnknown.rawValue...CocoaError.Code.fileWriteVolumeReadOnly.rawValue).contains(code.rawValue) ? "cannot write"
+        : (CocoaError.Code.fileReadUnknown.rawValue...CocoaError.Code.fileReadUnknownStringEncoding.rawValue + 10).contains(code.rawValue) ? "cannot read"
+        : "cannot access"
+    return "\(verb) \(path): \(reason)"
+}
+
+/// `s` on one line (line breaks become spaces).
+private func flat(_ s: String) -> String {
+    s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
 }
 
 /// The repository's bundled defaults (`Fixtures/`): next to the working directory, or where

@@ -38,7 +38,7 @@ struct SynthCommand: ParsableCommand {
                                   out, report.items, report.users, report.events, Date().timeIntervalSince(start)))
             }
         } catch {
-            printError("tmf: \(error.localizedDescription)")
+            printError("tmf: \(describe(error))")
             throw ExitCode(1)
         }
     }

@@ -248,17 +248,22 @@ public final class LLMTrainer {
         let fm = FileManager.default
         let fresh = folder.appendingPathComponent("checkpoint.new"), old = folder.appendingPathComponent("checkpoint.old")
         try? fm.removeItem(at: fresh)
-        try fm.createDirectory(at: fresh, withIntermediateDirectories: true)
-        try saveWeights(to: fresh)
-        var moments: [String: Tensor] = [:]
-        for (i, p) in named.enumerated() {
-            moments["m." + p.name] = optimizer.m[i]
-            moments["v." + p.name] = optimizer.v[i]
+        do {
+            try fm.createDirectory(at: fresh, withIntermediateDirectories: true)
+            try saveWeights(to: fresh)
+            var moments: [String: Tensor] = [:]
+            for (i, p) in named.enumerated() {
+                moments["m." + p.name] = optimizer.m[i]
+                moments["v." + p.name] = optimizer.v[i]
+            }
+            try SafeTensorsWriter.write(moments, as: .f32, metadata: [("format", "tmf")], to: fresh.appendingPathComponent("optimizer.safetensors"))
+            let state = TrainerState(step: step, rng: rng.state.map { String($0) }, adamSteps: optimizer.steps,
+                                     parameterNames: named.map(\.name), bestScore: bestScore, bestStep: bestStep)
+            try JSONEncoder().encode(state).write(to: fresh.appendingPathComponent("state.json"), options: .atomic)
+        } catch {
+            try? fm.removeItem(at: fresh)  // a failed write (a full disk) leaves the previous checkpoint alone
+            throw error
         }
-        try SafeTensorsWriter.write(moments, as: .f32, metadata: [("format", "tmf")], to: fresh.appendingPathComponent("optimizer.safetensors"))
-        let state = TrainerState(step: step, rng: rng.state.map { String($0) }, adamSteps: optimizer.steps,
-                                 parameterNames: named.map(\.name), bestScore: bestScore, bestStep: bestStep)
-        try JSONEncoder().encode(state).write(to: fresh.appendingPathComponent("state.json"), options: .atomic)
         try? fm.removeItem(at: old)
         if fm.fileExists(atPath: checkpointURL.path) { try fm.moveItem(at: checkpointURL, to: old) }
         try fm.moveItem(at: fresh, to: checkpointURL)

@@ -122,6 +122,94 @@ final class HardeningCommandTests: XCTestCase {
         XCTAssertEqual(try loggedRecords(model).last.map { $0.contains(#""kind":"validation""#) }, true)
     }
 
+    /// A full disk and a read-only one, on small tmpfs mounts the test makes (skipped, with the
+    /// reason, where the machine does not let it mount): every failed write is one line naming
+    /// the file and the system's reason, leaves no temporary behind, and a finished model in the
+    /// folder stays loadable.
+    func testFullAndReadOnlyDisksStopWithOneLineAndKeepTheModel() throws {
+        let s = try makeSetup()
+        let disk = s.root.appendingPathComponent("disk")
+        try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: true)
+
+        // Too small for the model: the first large write fails.
+        try mountTmpfs(at: disk, size: "64k")
+        let model = disk.appendingPathComponent("model")
+        let tooSmall = try runTMF(trainArguments(s, out: model, steps: 2))
+        assertFailure(tooSmall, mentions: "No space left on device")
+        XCTAssertTrue(tooSmall.stderr.contains("cannot write \(model.path)/") || tooSmall.stderr.contains("write \(model.path)/"),
+                      "the line names the file: \(tooSmall.stderr)")
+        XCTAssertEqual(try temporaries(in: model), [], "no temporary is left behind")
+        try unmount(disk)
+
+        // Room for one model; then the disk fills and a new run into the same folder fails.
+        try mountTmpfs(at: disk, size: "16m")
+        let first = try runTMF(trainArguments(s, out: model, steps: 2) + ["--graph-weight", "0"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let filler = disk.appendingPathComponent("filler")
+        XCTAssertTrue(FileManager.default.createFile(atPath: filler.path, contents: nil))
+        let handle = try FileHandle(forWritingTo: filler)
+        let block = Data(count: 1 << 16)
+        while (try? handle.write(contentsOf: block)) != nil {}
+        try? handle.close()
+        let full = try runTMF(trainArguments(s, out: model, steps: 2) + ["--graph-weight", "0"])
+        assertFailure(full, mentions: model.path)
+        XCTAssertTrue(full.stderr.contains("No space left on device"), full.stderr)
+        XCTAssertEqual(try temporaries(in: model), [], "no temporary is left behind")
+        let ranked = try runTMF(["eval", model.path, "--rank", "--limit", "2", "--threads", "1"])
+        XCTAssertEqual(ranked.status, 0, "the finished model still loads: \(ranked.stderr)")
+        let resumable = try runTMF(["eval", model.path, "--baseline", "mbht", "--limit", "2", "--threads", "1"])
+        XCTAssertEqual(resumable.status, 0, resumable.stderr)
+        try FileManager.default.removeItem(at: filler)
+
+        // Read-only: refused with one line; reading still works.
+        try remountReadOnly(disk)
+        let readOnly = try runTMF(trainArguments(s, out: model, steps: 2) + ["--graph-weight", "0"])
+        assertFailure(readOnly, mentions: model.path)
+        XCTAssertTrue(readOnly.stderr.lowercased().contains("read-only"), readOnly.stderr)
+        let reader = try runTMF(["eval", model.path, "--rank", "--limit", "2", "--threads", "1"])
+        XCTAssertEqual(reader.status, 0, "a read-only model folder is read: \(reader.stderr)")
+    }
+
+    /// Names in `folder` (recursively) that only a write in progress makes: `.NAME.tmp-…`
+    /// temporaries and `checkpoint.new`.
+    func temporaries(in folder: URL) throws -> [String] {
+        guard FileManager.default.fileExists(atPath: folder.path) else { return [] }
+        let names = FileManager.default.enumerator(atPath: folder.path)?.compactMap { $0 as? String } ?? []
+        return names.filter { $0.contains(".tmp-") || $0.hasSuffix("checkpoint.new") || $0.hasSuffix(".tmp") }.sorted()
+    }
+
+    /// Mounts a tmpfs of `size` on `folder` (unmounted at teardown), or skips the test saying why.
+    func mountTmpfs(at folder: URL, size: String) throws {
+        let result = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", folder.path])
+        if result.status != 0 {
+            throw XCTSkip("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN): \(result.output)")
+        }
+        addTeardownBlock { _ = try? self.run("/bin/umount", [folder.path]) }
+    }
+
+    func unmount(_ folder: URL) throws {
+        let result = try run("/bin/umount", [folder.path])
+        XCTAssertEqual(result.status, 0, result.output)
+    }
+
+    func remountReadOnly(_ folder: URL) throws {
+        let result = try run("/bin/mount", ["-o", "remount,ro", folder.path])
+        XCTAssertEqual(result.status, 0, result.output)
+    }
+
+    func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     /// Every file under `folder`: its path, size and modification time.
     func listing(_ folder: URL) throws -> [String] {
         let keys: [URLResourceKey] = [.fileSizeKey, .contentModificationDateKey]
