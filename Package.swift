@@ -22,6 +22,7 @@ let package = Package(
         .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("openblas")]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CSentencePiece", exclude: ["README.md"],
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
 
@@ -38,7 +39,7 @@ let package = Package(
         .target(name: "TMFData", dependencies: ["TMFTensor", "TMFImage"], swiftSettings: release),
         .target(name: "TMFTrainer", dependencies: [
             "TMFTensor", "TMFCheckpoint", "TMFTokenizer", "TMFImage", "TMFLlama", "TMFLoRA", "TMFCLIP", "TMFGraph",
-            "TMFFusion", "TMFData",
+            "TMFFusion", "TMFData", "CMPI",
         ], swiftSettings: release),
         .target(name: "TMFCLI", dependencies: [
             "TMFTensor", "TMFCheckpoint", "TMFTokenizer", "TMFImage", "TMFLlama", "TMFLoRA", "TMFCLIP", "TMFGraph",

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 mode="${1:-test}"
 packages=(libopenblas-dev libsentencepiece-dev libpng-dev pkg-config)
+# Open MPI for the data-parallel tests (`mpirun -np 2 tmf …`); tmf opens libmpi at run time only
+# under mpirun, so building and plain runs do not need it.
+[ "$mode" = test ] && packages+=(openmpi-bin)
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -85,12 +85,18 @@ struct EvalCommand: ParsableCommand {
 
     /// Prints generative figures, or ranking figures with --rank.
     func emit(lines: [String], json object: String) {
+        guard ProcessGroup.world.isRoot else { return }  // under mpirun, rank 0 prints the job's figures
         if json { print(object) } else { for line in lines { print(line) } }
     }
 
     func run() throws {
         compute.apply()
         try reportingErrors {
+            // Under mpirun the model's examples are shared out in whole batches and the counts summed.
+            let group = try ProcessGroup.start()
+            if group.isDistributed && predictions != nil {
+                throw DataError.invalidArgument("--predictions is not available under mpirun (each rank sees its share of the examples); run tmf eval in one process for the predictions file")
+            }
             let splitValue = Split(rawValue: split)!
             let folder = URL(fileURLWithPath: model ?? "tmf-model")
             // The model folder's record (seed, dataset, --skip-invalid), when there is one to use:
@@ -99,7 +105,7 @@ struct EvalCommand: ParsableCommand {
                 ? try? ModelSpec.load(folder: folder) : nil
             let dropInvalid = skipInvalid || (spec?.skipInvalid ?? false)
             let writer = try PredictionWriter(path: predictions)
-            let progress = Progress(quiet: quiet)
+            let progress = Progress(quiet: quiet || !group.isRoot)
 
             if let name = baseline {
                 guard let dataPath = data.map({ URL(fileURLWithPath: $0) }) ?? spec.map({ URL(fileURLWithPath: $0.dataset) }) else {
@@ -170,7 +176,7 @@ struct EvalCommand: ParsableCommand {
                 let metrics = try trained.recommender.rank(
                     dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
                     normalization: norm, graph: weight > 0 ? trained.graph : nil, graphWeight: weight, batchSize: batchSize,
-                    answer: { ex, candidates, scores in
+                    group: group, answer: { ex, candidates, scores in
                         let s = scores.scores(norm, graphWeight: weight)
                         try writer?.ranked(ex, candidates, scores: s, rank: rankOf(truth: candidates.firstIndex(of: ex.target)!, scores: s),
                                            dataset: dataset)
@@ -182,7 +188,7 @@ struct EvalCommand: ParsableCommand {
             }
             let metrics = try trained.recommender.evaluate(
                 dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
-                constrained: constrained, batchSize: batchSize, answer: { ex, candidates, text, score in
+                constrained: constrained, batchSize: batchSize, group: group, answer: { ex, candidates, text, score in
                     try writer?.answered(ex, candidates, output: text, score: score, dataset: dataset)
                 }, progress: onProgress)
             progress.finish()

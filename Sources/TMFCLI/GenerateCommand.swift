@@ -158,6 +158,6 @@ func existingFolder(_ path: String, option: String, what: String) throws -> URL 
 /// Prints `tmf: <error>` as one line on standard error (line breaks in the message become
 /// spaces) and returns the exit code to throw: `throw failure(error)`.
 func failure(_ error: Error) -> ExitCode {
-    printError("tmf: " + describe(error))
+    printError("tmf: " + rankPrefix + describe(error))
     return ExitCode(1)
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TMFTensor
+import TMFTrainer
 
 /// The `tmf` command: a root with one subcommand per task (DESIGN.md §2).
 public struct TMFCommand: ParsableCommand {
@@ -13,6 +14,9 @@ public struct TMFCommand: ParsableCommand {
     )
 
     public init() {}
+
+    /// Leaves an MPI job at a normal exit (nothing without one).
+    public static func finish() { ProcessGroup.finish() }
 }
 
 /// Options shared by commands that run numeric work.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TMFData
 import TMFTensor
+import TMFTrainer
 
 /// Runs a command body, turning any library error into one `tmf: …` line on stderr and exit
 /// status 1 (argument errors keep the parser's own message).
@@ -13,9 +14,16 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let e as ValidationError {
         throw e
     } catch {
-        printError("tmf: \(describe(error))")
+        printError("tmf: \(rankPrefix)\(describe(error))")
         throw ExitCode(1)
     }
+}
+
+/// "rank N: " on the ranks other than 0 of an MPI job (whose lines would otherwise look like
+/// rank 0's), else "".
+var rankPrefix: String {
+    let group = ProcessGroup.world
+    return group.isDistributed && !group.isRoot ? "rank \(group.rank): " : ""
 }
 
 /// One line for an error. Foundation's file-system errors ("The operation could not be completed.
@@ -151,14 +159,16 @@ final class InterruptFlag: @unchecked Sendable {
         let again = flagged || count > 1
         flagged = true
         lock.unlock()
+        // Under mpirun every rank gets the signal; rank 0 speaks for the job.
+        let speaks = ProcessGroup.world.isRoot
         if again {
-            writeToStandardError("tmf: \(name) again: quitting now without saving (the last checkpoint, if any, is kept)\n")
+            if speaks { writeToStandardError("tmf: \(name) again: quitting now without saving (the last checkpoint, if any, is kept)\n") }
             // _exit, not exit: no atexit handlers or static destructors run under the busy threads.
             _exit(128 + number)
         }
-        writeToStandardError(number == SIGINT
+        if speaks { writeToStandardError(number == SIGINT
             ? "tmf: stopping after the current step (Ctrl-C again to quit now)\n"
-            : "tmf: \(name) received: stopping after the current step (a second signal quits now)\n")
+            : "tmf: \(name) received: stopping after the current step (a second signal quits now)\n") }
     }
 
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return flagged }
@@ -282,10 +292,11 @@ private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -
 }
 
 extension ComputeOptions {
-    /// `--threads`, clamped to the machine's cores (more only slows the work); all cores by default.
+    /// `--threads`, clamped to the machine's cores (more only slows the work); by default all
+    /// cores, shared out among the ranks of an MPI job on this host.
     var effectiveThreads: Int {
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        return min(threads ?? cores, cores)
+        return min(threads ?? max(1, cores / ProcessGroup.localRanks), cores)
     }
 
     /// Applies `effectiveThreads` to OpenBLAS and the kernels.

@@ -99,14 +99,17 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         compute.apply()
         try reportingErrors {
+            // Under mpirun: every rank trains its share of each batch; rank 0 alone locks and
+            // writes the folder and prints.
+            let group = try ProcessGroup.start()
             // One writer per model folder: refused here, before anything in it is touched.
-            let folderLock = try ModelFolderLock(folder: URL(fileURLWithPath: out), name: out)
-            defer { folderLock.release() }
-            if let reason = folderLock.unlockedReason {
+            let folderLock = group.isRoot ? try ModelFolderLock(folder: URL(fileURLWithPath: out), name: out) : nil
+            defer { folderLock?.release() }
+            if let reason = folderLock?.unlockedReason {
                 printError("tmf: warning: cannot lock the model folder \(out) (\(reason)); a second tmf train on it would not be refused")
             }
-            folderLock.removeStaleTemporaries()
-            let progress = Progress(quiet: quiet)
+            folderLock?.removeStaleTemporaries()
+            let progress = Progress(quiet: quiet || !group.isRoot)
             let dataURL = dataset.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.shop
             var options = PipelineOptions(dataset: dataURL, model: URL(fileURLWithPath: out),
                                           llm: llm.map { URL(fileURLWithPath: $0) } ?? BundledDefaults.llm,
@@ -176,7 +179,7 @@ struct TrainCommand: ParsableCommand {
                     }
                 case let .warning(message):
                     progress.finish()
-                    printError("tmf: warning: \(message)")
+                    if group.isRoot { printError("tmf: warning: \(message)") }
                 case let .calibrating(done, total):
                     progress.update("choosing the graph weight on validation", done, total)
                 case let .graphWeight(choice):
@@ -210,12 +213,17 @@ struct TrainCommand: ParsableCommand {
                 }
             }, shouldStop: { interrupt.isSet })
             progress.finish()
+            guard group.isRoot else {
+                if !completed { ProcessGroup.finish(); throw ExitCode(130) }
+                return
+            }
             drawTrainingPlot(in: options.model)
             if !completed {
                 let llmStarted = FileManager.default.fileExists(atPath: options.model.appendingPathComponent("checkpoint").path)
                 printError(llmStarted
                     ? "tmf: stopped; the checkpoint in \(out)/checkpoint is saved: continue with `tmf train --resume --out \(out)` and the same options"
                     : "tmf: stopped before the LLM stage; run the same command again (finished stages are reused)")
+                ProcessGroup.finish()  // a stop agreed by every rank: leave the job cleanly, still non-zero
                 throw ExitCode(130)
             }
             if options.stage == .all && !quiet {

@@ -29,14 +29,18 @@ extension Recommender {
 
     /// Builds the evaluation prompts of `examples` at this model's hardest level in chunks of
     /// `batchSize` and hands each chunk (examples, encoded prompts, candidate sets) to `body`;
-    /// reports (done, total) after each chunk and stops when `progress` returns false.
+    /// reports (done, total) after each chunk and stops when `progress` returns false. In a
+    /// group of several ranks, chunk k goes to rank k mod size (whole chunks, so every prompt
+    /// meets the matrix sizes it meets in one process) and (done, total) count this rank's share.
     func forEachPromptBatch(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int, batchSize: Int,
-                            progress: ((Int, Int) -> Bool)?,
+                            group: ProcessGroup = .single, progress: ((Int, Int) -> Bool)?,
                             _ body: ([Example], [EncodedPrompt], [[Int]]) throws -> Void) throws {
         let level = modalities.hardestLevel
-        var start = 0
-        while start < examples.count {
-            let chunk = Array(examples[start..<min(start + batchSize, examples.count)])
+        let mine = group.blocks(of: examples.count, block: batchSize)
+        let total = mine.reduce(0) { $0 + $1.count }
+        var done = 0
+        for range in mine {
+            let chunk = Array(examples[range])
             var encoded: [EncodedPrompt] = [], candidateSets: [[Int]] = []
             for ex in chunk {
                 let (prompt, candidates) = try evaluationPrompt(ex, dataset: dataset, seed: seed, historyLength: historyLength, level: level)
@@ -44,8 +48,8 @@ extension Recommender {
                 candidateSets.append(candidates)
             }
             try body(chunk, encoded, candidateSets)
-            start += chunk.count
-            if let progress, !progress(start, examples.count) { break }
+            done += chunk.count
+            if let progress, !progress(done, total) { break }
         }
     }
 
@@ -60,16 +64,18 @@ extension Recommender {
     ///     `graphWeight` > 0.
     ///   - graphWeight: weight of MBHT's log-softmax in the ranking score (0: the LLM alone).
     ///   - answer: called once per example, in order, with its candidate set and their scores.
+    ///   - group: ranks that share the examples (whole batches each); the metrics are summed
+    ///     over them, and `answer` sees this rank's examples only.
     ///   - progress: called with (done, total) after each batch; return false to stop early.
     public func rank(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int,
                      normalization: LengthNormalization, graph: MBHTModel? = nil, graphWeight: Double = 0,
-                     batchSize: Int = 8,
+                     batchSize: Int = 8, group: ProcessGroup = .single,
                      answer: ((Example, [Int], CandidateScores) throws -> Void)? = nil,
                      progress: ((Int, Int) -> Bool)? = nil) throws -> RankMetrics {
         precondition(graphWeight == 0 || graph != nil, "a graph weight needs the graph model")
         var metrics = RankMetrics()
         try forEachPromptBatch(dataset: dataset, examples: examples, seed: seed, historyLength: historyLength,
-                               batchSize: batchSize, progress: progress) { chunk, encoded, candidateSets in
+                               batchSize: batchSize, group: group, progress: progress) { chunk, encoded, candidateSets in
             var scored = scoreCandidates(encoded, answers: try candidateSets.map { try answerTokens($0, dataset: dataset) },
                                          level: modalities.hardestLevel)
             if let graph {
@@ -86,7 +92,7 @@ extension Recommender {
                 try answer?(ex, candidateSets[i], scored[i])
             }
         }
-        return metrics
+        return metrics.reduced(over: group)
     }
 
     /// Scores greedy answers on `examples` with DESIGN.md §4's validity and HitRate rules, at this
@@ -96,14 +102,15 @@ extension Recommender {
     ///   - constrained: decode only token paths that spell a candidate title.
     ///   - answer: called once per example, in order, with its candidate set (item indices in prompt
     ///     order), the decoded answer text and its score.
+    ///   - group: ranks that share the examples, as in `rank`.
     ///   - progress: called with (done, total) after each batch; return false to stop early.
     public func evaluate(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int,
-                         constrained: Bool = false, batchSize: Int = 8,
+                         constrained: Bool = false, batchSize: Int = 8, group: ProcessGroup = .single,
                          answer: ((Example, [Int], String, AnswerScore) throws -> Void)? = nil,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> EvalMetrics {
         var metrics = EvalMetrics()
         try forEachPromptBatch(dataset: dataset, examples: examples, seed: seed, historyLength: historyLength,
-                               batchSize: batchSize, progress: progress) { chunk, encoded, candidateSets in
+                               batchSize: batchSize, group: group, progress: progress) { chunk, encoded, candidateSets in
             let tries = constrained ? try candidateSets.map { TokenTrie(try answerTokens($0, dataset: dataset)) } : nil
             let outputs = generate(encoded, level: modalities.hardestLevel, constraints: tries)
             for (i, ex) in chunk.enumerated() {
@@ -114,6 +121,6 @@ extension Recommender {
                 try answer?(ex, candidateSets[i], text, score)
             }
         }
-        return metrics
+        return metrics.reduced(over: group)
     }
 }

@@ -316,9 +316,82 @@ public enum Pipeline {
     @discardableResult
     public static func train(_ options: PipelineOptions, onEvent: (PipelineEvent) -> Void = { _ in },
                              shouldStop: @escaping () -> Bool = { false }) throws -> Bool {
+        let group = ProcessGroup.world
+        // Under mpirun, rank 0 runs the cached stages and writes tmf.json while the other ranks
+        // wait; they then find every stage cached, and all ranks train the LLM together.
+        let prepared: Prepared
+        if group.isDistributed {
+            var outcome: Prepared?
+            if group.isRoot { outcome = try prepare(options, writes: true, onEvent: onEvent, shouldStop: shouldStop) }
+            group.barrier()
+            let code = group.allReduceSum([group.isRoot ? outcome!.code : 0])[0]
+            if code != 0 { return code == 1 }
+            if !group.isRoot { outcome = try prepare(options, writes: false, onEvent: { _ in }, shouldStop: { false }) }
+            guard case .some(.ready) = outcome else { return true }
+            prepared = outcome!
+        } else {
+            prepared = try prepare(options, writes: true, onEvent: onEvent, shouldStop: shouldStop)
+        }
+        guard case let .ready(dataset, splits, llmURL, tokenizer, features, fusionConfig, spec0) = prepared else {
+            if case let .finished(completed) = prepared { return completed }
+            return true
+        }
+        var spec = spec0
+        let folder = options.model
+
+        onEvent(.stage(.llm, cached: false))
+        let llm = try LlamaModel.load(directory: llmURL, dtype: options.dtype)
+        llm.recomputesActivations = llm.isLargeForTraining && options.lora.dropout == 0
+        let lora = LoRAModel(base: llm, configuration: options.lora, seed: options.training.seed)
+        let fusion = try FusionModule(configuration: fusionConfig, seed: options.training.seed)
+        let recommender = Recommender(llm: llm, lora: lora, fusion: fusion, features: features,
+                                      encoder: try HybridPromptEncoder(tokenizer: tokenizer), modalities: options.modalities)
+        let trainer = try LLMTrainer(recommender: recommender, dataset: dataset, splits: splits, parameters: options.training,
+                                     folder: folder, group: group)
+        if options.resume { try trainer.resume() }
+        var lastValidation: EvalMetrics?
+        let completed = try trainer.run(shouldStop: shouldStop) { event in
+            if case let .validation(_, m, _) = event { lastValidation = m }
+            onEvent(.training(event))
+        }
+        guard group.isRoot else { return completed }  // rank 0 alone chooses the weight and writes
+        if completed {
+            if let w = options.graphWeight {
+                spec.graphWeight = w
+            } else {
+                guard let w = try chooseGraphWeight(folder: folder, onEvent: onEvent, shouldStop: shouldStop) else { return false }
+                spec.graphWeight = w
+            }
+            try spec.save(folder: folder)
+        }
+        if completed, let m = lastValidation, m.validRatio < uselessValidRatio {
+            onEvent(.warning(String(format: "the fine-tuned LLM names a candidate in only %.1f%% of validation answers (ValidRatio %.4f): "
+                + "its free-text answers are useless; rank the candidates instead (`tmf eval --rank`, `tmf recommend`), "
+                + "or give the LLM more pretraining (--pretrain-steps) or a stronger --llm", 100 * m.validRatio, m.validRatio)))
+        }
+        return completed
+    }
+
+    /// What the stages before the LLM's leave: the run's end (`finished`: stopped, or
+    /// `options.stage` reached) or what the LLM stage needs.
+    enum Prepared {
+        case finished(Bool)
+        case ready(Dataset, SplitExamples, URL, SentencePieceTokenizer, ItemFeatures, FusionConfiguration, ModelSpec)
+
+        /// 0: go on to the LLM stage; 1 / 2: the run ends (completed / stopped).
+        var code: Double {
+            if case let .finished(completed) = self { return completed ? 1 : 2 }
+            return 0
+        }
+    }
+
+    /// The `[pretrain]`, `[encode]` and `[graph]` stages (each reused when cached) and tmf.json
+    /// (written only with `writes`: other ranks than 0 only read what rank 0 made).
+    static func prepare(_ options: PipelineOptions, writes: Bool, onEvent: (PipelineEvent) -> Void,
+                        shouldStop: @escaping () -> Bool) throws -> Prepared {
         let fm = FileManager.default
         let folder = options.model
-        try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+        if writes { try fm.createDirectory(at: folder, withIntermediateDirectories: true) }
         let dataset = try Dataset.load(from: options.dataset, options: LoadOptions(skipInvalid: options.skipInvalid))
         let splits = SplitExamples(dataset)
 
@@ -328,22 +401,21 @@ public enum Pipeline {
             let (url, cached, completed) = try languageModel(dataset: dataset, plan: plan, folder: folder,
                                                              onEvent: onEvent, shouldStop: shouldStop)
             if cached { onEvent(.stage(.pretrain, cached: true)) }
-            if !completed { return false }
+            if !completed { return .finished(false) }
             llmURL = url
         }
-        if options.stage == .pretrain { return true }
+        if options.stage == .pretrain { return .finished(true) }
 
         onEvent(.stage(.encode, cached: false))
         let (image, text, _) = try itemFeatures(dataset: dataset, clipFolder: options.clip, cacheFolder: folder) {
             onEvent(.encoding(done: $0, total: $1))
         }
-        if options.stage == .encode { return true }
+        if options.stage == .encode { return .finished(true) }
 
         onEvent(.stage(.graph, cached: false))
         let (mbht, graphCached) = try graph(dataset: dataset, splits: splits, folder: folder, options: options,
                                             onEvent: onEvent, shouldStop: shouldStop)
         if graphCached { onEvent(.stage(.graph, cached: true)) }
-
         // tmf.json from here on, so a `--stage graph` folder serves `tmf eval --baseline mbht`.
         let llmConfiguration = try LlamaConfiguration.load(directory: llmURL)
         let tokenizer = try tokenizer(llm: llmURL)
@@ -372,39 +444,11 @@ public enum Pipeline {
                                                   reason: "--resume needs the same data and settings as the interrupted run; start a new run without --resume")
             }
         }
-        try spec.save(folder: folder)
-        if options.stage == .graph { return true }
-
-        onEvent(.stage(.llm, cached: false))
-        let llm = try LlamaModel.load(directory: llmURL, dtype: options.dtype)
-        llm.recomputesActivations = llm.isLargeForTraining && options.lora.dropout == 0
-        let lora = LoRAModel(base: llm, configuration: options.lora, seed: options.training.seed)
-        let fusion = try FusionModule(configuration: fusionConfig, seed: options.training.seed)
-        let recommender = Recommender(llm: llm, lora: lora, fusion: fusion, features: features,
-                                      encoder: try HybridPromptEncoder(tokenizer: tokenizer), modalities: options.modalities)
-        let trainer = try LLMTrainer(recommender: recommender, dataset: dataset, splits: splits, parameters: options.training, folder: folder)
-        if options.resume { try trainer.resume() }
-        var lastValidation: EvalMetrics?
-        let completed = try trainer.run(shouldStop: shouldStop) { event in
-            if case let .validation(_, m, _) = event { lastValidation = m }
-            onEvent(.training(event))
-        }
-        if completed {
-            if let w = options.graphWeight {
-                spec.graphWeight = w
-            } else {
-                guard let w = try chooseGraphWeight(folder: folder, onEvent: onEvent, shouldStop: shouldStop) else { return false }
-                spec.graphWeight = w
-            }
-            try spec.save(folder: folder)
-        }
-        if completed, let m = lastValidation, m.validRatio < uselessValidRatio {
-            onEvent(.warning(String(format: "the fine-tuned LLM names a candidate in only %.1f%% of validation answers (ValidRatio %.4f): "
-                + "its free-text answers are useless; rank the candidates instead (`tmf eval --rank`, `tmf recommend`), "
-                + "or give the LLM more pretraining (--pretrain-steps) or a stronger --llm", 100 * m.validRatio, m.validRatio)))
-        }
-        return completed
+        if writes { try spec.save(folder: folder) }
+        if options.stage == .graph { return .finished(true) }
+        return .ready(dataset, splits, llmURL, tokenizer, features, fusionConfig, spec)
     }
+
 }
 
 extension Pipeline {

@@ -124,8 +124,15 @@ public final class LLMTrainer {
     public private(set) var bestScore = -1.0
     public private(set) var bestStep = 0
 
+    /// The ranks training together (data-parallel); a group of one by default.
+    public let group: ProcessGroup
+
+    /// - Parameter group: ranks that share every batch (each takes a contiguous slice, gradients
+    ///   are summed with one all-reduce per step, every rank takes the same Adam step); rank 0
+    ///   alone writes the folder.
     public init(recommender: Recommender, dataset: Dataset, splits: SplitExamples, parameters: TrainingParameters,
-                folder: URL) throws {
+                folder: URL, group: ProcessGroup = .single) throws {
+        self.group = group
         try parameters.validate()
         guard !splits.train.isEmpty else {
             throw TrainerError.invalidParameter("the dataset has no training examples (every user needs at least three target events)")
@@ -171,15 +178,30 @@ public final class LLMTrainer {
                                             historyLength: parameters.historyLength)
                 encoded.append(try recommender.encoder.encode(prompt, withAnswer: true))
             }
-            let (loss, _) = recommender.loss(encoded, level: level)
-            let value = loss.item
-            guard value.isFinite else {
-                optimizer.zeroGrad()
-                throw TrainerError.nonFiniteLoss(step: tau, loss: value)
+            // Every rank draws and encodes the whole batch (the same draws as one process) and
+            // runs its contiguous slice; its mean loss counts by its share of the answer tokens,
+            // so the summed gradients are those of the whole batch's mean.
+            let mine = group.isDistributed ? Array(encoded[sliceOfBatch(encoded.count)]) : encoded
+            guard !mine.isEmpty else { continue }
+            let (loss, count) = recommender.loss(mine, level: level)
+            let share = group.isDistributed ? Float(count) / Float(max(answerTokenCount(encoded), 1)) : 1
+            let value = loss.item * share
+            if !group.isDistributed {
+                guard value.isFinite else {
+                    optimizer.zeroGrad()
+                    throw TrainerError.nonFiniteLoss(step: tau, loss: value)
+                }
             }
-            loss.scale(1 / Float(parameters.accumulation)).backward()
+            loss.scale(share / Float(parameters.accumulation)).backward()
             total += value / Float(parameters.accumulation)
-            tokens += encoded.reduce(0) { $0 + $1.tokens.count }
+            tokens += mine.reduce(0) { $0 + $1.tokens.count }
+        }
+        if group.isDistributed {
+            total = allReduceGradients(loss: total)
+            guard total.isFinite else {
+                optimizer.zeroGrad()
+                throw TrainerError.nonFiniteLoss(step: tau, loss: total)
+            }
         }
         // Only the groups of this level learn (Eq. 9-11); the others have no gradient anyway.
         for p in named where !trainable.contains(p.group) { p.tensor.grad = nil }
@@ -190,11 +212,50 @@ public final class LLMTrainer {
                           tokensPerSecond: Double(tokens) / max(seconds, 1e-9), answerTokens: tokens)
     }
 
-    /// Validation HitRate on up to `evalLimit` validation examples.
+    /// Validation HitRate on up to `evalLimit` validation examples (sharded over the group's ranks).
     public func validate() throws -> EvalMetrics {
         let examples = parameters.evalLimit > 0 ? Array(splits.valid.prefix(parameters.evalLimit)) : splits.valid
         return try recommender.evaluate(dataset: dataset, examples: examples, seed: parameters.seed,
-                                        historyLength: parameters.historyLength)
+                                        historyLength: parameters.historyLength, group: group)
+    }
+
+    /// This rank's contiguous slice of a batch of `count` prompts (empty when there are more
+    /// ranks than prompts).
+    func sliceOfBatch(_ count: Int) -> Range<Int> {
+        let per = (count + group.size - 1) / group.size
+        let start = min(group.rank * per, count)
+        return start..<min(start + per, count)
+    }
+
+    /// Answer tokens (labelled positions) in a batch.
+    func answerTokenCount(_ prompts: [EncodedPrompt]) -> Int {
+        prompts.reduce(0) { $0 + $1.labels.reduce(0) { $0 + ($1 == -100 ? 0 : 1) } }
+    }
+
+    /// Sums the trainable parameters' gradients (and `loss`) over the ranks in one all-reduce of
+    /// one flat buffer; a gradient any rank has exists on every rank afterwards (zeros where a
+    /// rank's slice did not reach it). Returns the summed loss.
+    func allReduceGradients(loss: Float) -> Float {
+        let tensors = named.map(\.tensor)
+        let present = group.allReduceSum(tensors.map { $0.grad == nil ? 0.0 : 1.0 })
+        let used = tensors.indices.filter { present[$0] > 0 }
+        var flat = [Float](repeating: 0, count: used.reduce(1) { $0 + tensors[$1].count })
+        var at = 0
+        for i in used {
+            if let g = tensors[i].grad { flat.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: at).update(from: g.pointer, count: g.count) } }
+            at += tensors[i].count
+        }
+        flat[at] = loss
+        flat.withUnsafeMutableBufferPointer { group.allReduceSum($0) }
+        at = 0
+        for i in used {
+            let t = tensors[i]
+            let g = t.grad ?? Tensor(zeros: t.shape)
+            flat.withUnsafeBufferPointer { g.pointer.update(from: $0.baseAddress!.advanced(by: at), count: g.count) }
+            t.grad = g
+            at += t.count
+        }
+        return flat[at]
     }
 
     /// Runs to `parameters.steps` (from the current step, e.g. after `resume`).
@@ -208,8 +269,10 @@ public final class LLMTrainer {
         let metrics = MetricsLog(folder: folder)
         while step < parameters.steps {
             let report = try trainStep()
-            try metrics.append(.step(report))
-            onEvent(.step(report))
+            if group.isRoot {
+                try metrics.append(.step(report))
+                onEvent(.step(report))
+            }
             let last = step == parameters.steps
             if parameters.evalEvery > 0 && step % parameters.evalEvery == 0 || last {
                 let m = try validate()
@@ -218,17 +281,25 @@ public final class LLMTrainer {
                 if improved {
                     bestScore = score
                     bestStep = step
-                    try saveWeights(to: folder)
+                    if group.isRoot { try saveWeights(to: folder) }
                 }
-                try metrics.append(.validation(step: step, metrics: m, improved: improved))
-                onEvent(.validation(step: step, metrics: m, improved: improved))
+                if group.isRoot {
+                    try metrics.append(.validation(step: step, metrics: m, improved: improved))
+                    onEvent(.validation(step: step, metrics: m, improved: improved))
+                }
             }
             if step % max(parameters.checkpointEvery, 1) == 0 || last {
-                try saveCheckpoint()
+                if group.isRoot { try saveCheckpoint() }
                 onEvent(.checkpoint(step: step))
             }
-            if !last && shouldStop() {
-                if step % max(parameters.checkpointEvery, 1) != 0 { try saveCheckpoint(); onEvent(.checkpoint(step: step)) }
+            // A stop (Ctrl-C, SIGTERM: mpirun forwards it to every rank) is agreed on by all
+            // ranks, so they leave after the same step.
+            if !last && (group.isDistributed ? group.allReduceSum([shouldStop() ? 1 : 0])[0] > 0 : shouldStop()) {
+                if step % max(parameters.checkpointEvery, 1) != 0 {
+                    if group.isRoot { try saveCheckpoint() }
+                    onEvent(.checkpoint(step: step))
+                }
+                group.barrier()  // the checkpoint is complete before any rank exits
                 return false
             }
         }

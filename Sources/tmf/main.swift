@@ -2,3 +2,4 @@ import TMFCLI
 
 TMFCommand.useFasterBLASKernels()
 TMFCommand.main()
+TMFCommand.finish()

@@ -34,13 +34,17 @@ let tmfExecutable: URL? = {
     return nil
 }()
 
+/// Open MPI's `mpirun`, when installed.
+let mpirunExecutable: URL? = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].map(URL.init(fileURLWithPath:))
+    .first { FileManager.default.isExecutableFile(atPath: $0.path) }
+
 /// The repository root (the working directory of every run).
 let packageRoot = fixturesURL.deletingLastPathComponent()
 
 /// Runs `tmf arguments...` in `directory` (default: the package root) and collects its exit status and output (through
 /// files, so a large output never blocks on a full pipe).
-func runTMF(_ arguments: [String], in directory: URL? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> CLIResult {
-    let result = try BackgroundTMF(arguments, in: directory, file: file, line: line).finish()
+func runTMF(_ arguments: [String], in directory: URL? = nil, ranks: Int = 0, file: StaticString = #filePath, line: UInt = #line) throws -> CLIResult {
+    let result = try BackgroundTMF(arguments, in: directory, ranks: ranks, file: file, line: line).finish()
     XCTAssertFalse(result.signaled, "tmf \(arguments) ended by signal \(result.status)", file: file, line: line)
     return result
 }
@@ -52,7 +56,9 @@ final class BackgroundTMF {
     private let scratch: URL
     private let out: FileHandle, err: FileHandle
 
-    init(_ arguments: [String], in directory: URL? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// - Parameter ranks: when positive, `tmf` runs under `mpirun -np ranks` (as root, with
+    ///   Open MPI's container settings; `mpirunExecutable` must exist).
+    init(_ arguments: [String], in directory: URL? = nil, ranks: Int = 0, file: StaticString = #filePath, line: UInt = #line) throws {
         guard let executable = tmfExecutable else {
             XCTFail("no built tmf executable next to the tests; run `swift build --build-tests` first", file: file, line: line)
             throw CocoaError(.fileNoSuchFile)
@@ -64,8 +70,16 @@ final class BackgroundTMF {
         _ = fm.createFile(atPath: scratch.appendingPathComponent("stderr").path, contents: nil)
         out = try FileHandle(forWritingTo: scratch.appendingPathComponent("stdout"))
         err = try FileHandle(forWritingTo: scratch.appendingPathComponent("stderr"))
-        process.executableURL = executable
-        process.arguments = arguments
+        if ranks > 0 {
+            process.executableURL = mpirunExecutable ?? URL(fileURLWithPath: "/usr/bin/mpirun")
+            process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", executable.path] + arguments
+            var environment = ProcessInfo.processInfo.environment
+            environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"  // fails in containers
+            process.environment = environment
+        } else {
+            process.executableURL = executable
+            process.arguments = arguments
+        }
         process.currentDirectoryURL = directory ?? packageRoot
         process.standardOutput = out
         process.standardError = err
