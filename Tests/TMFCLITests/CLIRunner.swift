@@ -58,7 +58,11 @@ final class BackgroundTMF {
 
     /// - Parameter ranks: when positive, `tmf` runs under `mpirun -np ranks` (as root, with
     ///   Open MPI's container settings; `mpirunExecutable` must exist).
-    init(_ arguments: [String], in directory: URL? = nil, ranks: Int = 0, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// - Parameter launcher: a command that starts `tmf` (its path is appended, then
+    ///   `arguments`), e.g. `ip netns exec NS mpirun --host …`; Open MPI's container setting is
+    ///   added to its environment.
+    init(_ arguments: [String], in directory: URL? = nil, ranks: Int = 0, launcher: [String] = [],
+         file: StaticString = #filePath, line: UInt = #line) throws {
         guard let executable = tmfExecutable else {
             XCTFail("no built tmf executable next to the tests; run `swift build --build-tests` first", file: file, line: line)
             throw CocoaError(.fileNoSuchFile)
@@ -70,9 +74,12 @@ final class BackgroundTMF {
         _ = fm.createFile(atPath: scratch.appendingPathComponent("stderr").path, contents: nil)
         out = try FileHandle(forWritingTo: scratch.appendingPathComponent("stdout"))
         err = try FileHandle(forWritingTo: scratch.appendingPathComponent("stderr"))
-        if ranks > 0 {
-            process.executableURL = mpirunExecutable ?? URL(fileURLWithPath: "/usr/bin/mpirun")
-            process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", executable.path] + arguments
+        let launcher = ranks > 0
+            ? [(mpirunExecutable ?? URL(fileURLWithPath: "/usr/bin/mpirun")).path, "--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)"]
+            : launcher
+        if !launcher.isEmpty {
+            process.executableURL = URL(fileURLWithPath: launcher[0])
+            process.arguments = Array(launcher.dropFirst()) + [executable.path] + arguments
             var environment = ProcessInfo.processInfo.environment
             environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"  // fails in containers
             process.environment = environment

@@ -60,7 +60,83 @@ final class MPICommandTests: XCTestCase {
         try assertSameRecords(try records(straight), try records(model))
     }
 
+    /// Two hosts: two network namespaces joined by a veth pair, one rank in each, started by
+    /// `mpirun --host` with an `ip netns exec` wrapper as its remote shell (no sshd, and no
+    /// traffic leaves the machine). The job trains as one process does. Skipped where the test
+    /// cannot make namespaces (needs root and CAP_SYS_ADMIN, and iproute2).
+    func testTwoHostsInNetworkNamespacesTrainAsOneProcess() throws {
+        let s = try makeSetup()
+        let tag = String(getpid() % 100_000)
+        let (a, b) = ("tmf\(tag)a", "tmf\(tag)b")
+        let (ipA, ipB) = ("10.77.\(getpid() % 200 + 1).1", "10.77.\(getpid() % 200 + 1).2")
+        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let ip else { throw XCTSkip("iproute2's ip is not installed") }
+        let setup: [[String]] = [
+            ["netns", "add", a], ["netns", "add", b],
+            ["link", "add", "v\(tag)a", "type", "veth", "peer", "name", "v\(tag)b"],
+            ["link", "set", "v\(tag)a", "netns", a], ["link", "set", "v\(tag)b", "netns", b],
+            ["-n", a, "addr", "add", ipA + "/24", "dev", "v\(tag)a"], ["-n", b, "addr", "add", ipB + "/24", "dev", "v\(tag)b"],
+            ["-n", a, "link", "set", "v\(tag)a", "up"], ["-n", b, "link", "set", "v\(tag)b", "up"],
+            ["-n", a, "link", "set", "lo", "up"], ["-n", b, "link", "set", "lo", "up"],
+        ]
+        addTeardownBlock {
+            for ns in [a, b] { _ = try? self.run(ip, ["netns", "delete", ns]) }
+        }
+        for (k, command) in setup.enumerated() {
+            let r = try run(ip, command)
+            if r.status != 0 {
+                if k == 0 { throw XCTSkip("cannot make network namespaces here (needs root and CAP_SYS_ADMIN): \(r.output)") }
+                XCTFail("ip \(command.joined(separator: " ")): \(r.output)")
+                return
+            }
+        }
+        // Open MPI's remote shell: "HOST COMMAND…" runs COMMAND in HOST's namespace.
+        let agent = s.root.appendingPathComponent("netns-rsh")
+        try Data("""
+            #!/bin/sh
+            host="$1"; shift
+            case "$host" in
+              \(ipA)) ns=\(a) ;;
+              \(ipB)) ns=\(b) ;;
+              *) echo "netns-rsh: unknown host $host" >&2; exit 1 ;;
+            esac
+            echo "$ns" >> "\(s.root.path)/launched"
+            exec \(ip) netns exec "$ns" sh -c "$*"
+
+            """.utf8).write(to: agent)
+        chmod(agent.path, 0o755)
+
+        let one = s.root.appendingPathComponent("one"), two = s.root.appendingPathComponent("two")
+        let arguments = trainArguments(s, out: one, steps: 4) + ["--graph-weight", "0", "--batch-size", "4"]
+        let single = try runTMF(arguments)
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let subnet = String(ipA.dropLast(2)) + ".0/24"
+        let launcher = [ip, "netns", "exec", a, (mpirunExecutable ?? URL(fileURLWithPath: "/usr/bin/mpirun")).path,
+                        "--allow-run-as-root", "--host", "\(ipA),\(ipB)", "-np", "2", "--mca", "plm_rsh_agent", agent.path,
+                        "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", subnet, "--mca", "oob_tcp_if_include", subnet]
+        var twoArguments = arguments
+        twoArguments[twoArguments.firstIndex(of: one.path)!] = two.path
+        let job = try BackgroundTMF(twoArguments, launcher: launcher).finish()
+        XCTAssertEqual(job.status, 0, job.stderr)
+        let launched = try String(contentsOf: s.root.appendingPathComponent("launched"), encoding: .utf8)
+        XCTAssertTrue(launched.contains(b), "mpirun started a rank in the second namespace through the wrapper: \(launched)")
+        try assertSameRecords(try records(one), try records(two))
+    }
+
     // MARK: - Helpers
+
+    func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
 
     /// The pid of the `tmf` process of `rank` among `mpirun`'s children.
     func rankProcess(_ rank: Int, under parent: Int32) -> Int32? {
