@@ -819,7 +819,7 @@ void tmf_half_matmul(int format, const uint16_t *w, const float *x, float *y, si
     c.xp = packed;
     split_plan plan = plan_forward(m, in, out);
     c.split_rows = plan.split_rows;
-    tmf_internal_parallel_for(forward_range, &c, plan.total, plan.align, plan.min_part);
+    tmf_internal_parallel_for(forward_range, &c, plan.total, plan.align, plan.min_part, m < 16);  // m < 16: decoding
     free(packed);
 }
 
@@ -859,7 +859,7 @@ void tmf_half_matmul_input_grad(int format, const uint16_t *w, const float *dy, 
     c.dyp = packed;
     split_plan plan = plan_input_grad(m, in, out);
     c.split_rows = plan.split_rows;
-    tmf_internal_parallel_for(input_grad_range, &c, plan.total, plan.align, plan.min_part);
+    tmf_internal_parallel_for(input_grad_range, &c, plan.total, plan.align, plan.min_part, 0);
     free(packed);
 }
 

@@ -19,6 +19,7 @@ typedef void (*tmf_range_fn)(void *ctx, size_t begin, size_t end);
 
 /// Runs fn over [0, total) on the kernel threads in contiguous parts, each cut at a multiple
 /// of `align` and (but the last) at least `min_part` long; small jobs stay on the caller.
-TMF_HIDDEN void tmf_internal_parallel_for(tmf_range_fn fn, void *ctx, size_t total, size_t align, size_t min_part);
+TMF_HIDDEN void tmf_internal_parallel_for(tmf_range_fn fn, void *ctx, size_t total, size_t align, size_t min_part,
+                                          int latency_bound);  // latency_bound: the workers poll for the next job a while
 
 #endif

@@ -62,10 +62,12 @@ int tmf_blas_core_hint(void) {
 }
 
 // ---- kernel threads ----
-// A few persistent workers. After a job a worker polls for the next one for a short while
-// (POOL_SPIN_NS) before it sleeps on a condition variable: decoding posts a job every few
-// microseconds, and a wake-up through the kernel costs about as much as a small job. The spin
-// is short so that an idle worker hardly competes with OpenBLAS's threads. The calling thread runs
+// A few persistent workers that sleep on a condition variable between jobs, except after a
+// latency-bound job (a decoding step's matrix-vector products): then a worker polls for the next
+// job for a short while (POOL_SPIN_NS) first, since decoding posts one every few microseconds and
+// a wake-up through the kernel costs about as much as the job. Other jobs (prefill, training:
+// between OpenBLAS sgemm calls) never poll, so an idle worker does not take a core from
+// OpenBLAS's threads. The calling thread runs
 // part 0 itself. Work is cut into contiguous parts at element or row boundaries only, and every
 // element is computed the same way whichever part it falls in, so results do not depend on
 // the thread count. One job runs at a time; a second caller meanwhile runs on its own thread.
@@ -86,7 +88,7 @@ static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;  // held by the jo
 static atomic_ulong pool_generation;  // written under pool_lock; read without it while polling
 static unsigned long pool_seen_at_start[POOL_MAX];
 static int pool_workers;  // workers started (ids 1 … pool_workers)
-static struct { range_fn fn; void *ctx; size_t total, align; int parts; } pool_job;
+static struct { range_fn fn; void *ctx; size_t total, align; int parts, poll; } pool_job;
 static atomic_int pool_pending;  // worker parts of the current job not yet finished
 static atomic_int kernel_threads;  // 0 until set: the number of online cores
 
@@ -136,14 +138,16 @@ static void *pool_worker(void *arg) {
     int id = (int)(intptr_t)arg;
     pthread_mutex_lock(&pool_lock);
     unsigned long seen = pool_seen_at_start[id];
+    int poll = 0;  // whether the last job asked for polling
     for (;;) {
-        if (atomic_load(&pool_generation) == seen) {
+        if (poll && atomic_load(&pool_generation) == seen) {
             pthread_mutex_unlock(&pool_lock);
             poll_generation(seen);
             pthread_mutex_lock(&pool_lock);
         }
         while (atomic_load(&pool_generation) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
         seen = atomic_load(&pool_generation);
+        poll = pool_job.poll;
         if (id >= pool_job.parts) continue;  // not needed for this job
         range_fn fn = pool_job.fn;
         void *ctx = pool_job.ctx;
@@ -179,7 +183,7 @@ static int pool_ensure(int want) {
 
 // Runs fn over [0, total) in up to the kernel thread count of contiguous parts, each a
 // multiple of `align` long (but the last) and at least `min_part` long.
-static void parallel_for(range_fn fn, void *ctx, size_t total, size_t align, size_t min_part) {
+static void parallel_for_polling(range_fn fn, void *ctx, size_t total, size_t align, size_t min_part, int poll) {
     if (min_part < 1) min_part = 1;
     size_t most = total / min_part;
     int threads = tmf_get_kernel_threads();
@@ -201,6 +205,7 @@ static void parallel_for(range_fn fn, void *ctx, size_t total, size_t align, siz
     pool_job.total = total;
     pool_job.align = align;
     pool_job.parts = parts;
+    pool_job.poll = poll;
     atomic_store(&pool_pending, parts - 1);
     atomic_fetch_add(&pool_generation, 1);
     pthread_cond_broadcast(&pool_wake);
@@ -224,8 +229,12 @@ static void parallel_for(range_fn fn, void *ctx, size_t total, size_t align, siz
     pthread_mutex_unlock(&pool_busy);
 }
 
-void tmf_internal_parallel_for(tmf_range_fn fn, void *ctx, size_t total, size_t align, size_t min_part) {
-    parallel_for(fn, ctx, total, align, min_part);
+static void parallel_for(range_fn fn, void *ctx, size_t total, size_t align, size_t min_part) {
+    parallel_for_polling(fn, ctx, total, align, min_part, 0);
+}
+
+void tmf_internal_parallel_for(tmf_range_fn fn, void *ctx, size_t total, size_t align, size_t min_part, int latency_bound) {
+    parallel_for_polling(fn, ctx, total, align, min_part, latency_bound);
 }
 
 typedef struct { const void *src; void *dst; } copy_ctx;
@@ -1255,5 +1264,5 @@ void tmf_matvec_f32_path(int path, const float *w, const float *x, float *y, siz
     if (!tmf_matvec_path_supported(path)) path = TMF_MATVEC_PORTABLE;
     matvec_ctx c = {w, x, y, in, accumulate != 0, path};
     size_t per_row = in ? in : 1;
-    parallel_for(matvec_range, &c, out, 16, (PAR_MIN_ELEMENTS + per_row - 1) / per_row);
+    parallel_for_polling(matvec_range, &c, out, 16, (PAR_MIN_ELEMENTS + per_row - 1) / per_row, 1);  // decoding
 }
