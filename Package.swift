@@ -47,6 +47,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: release),
         .executableTarget(name: "tmf", dependencies: ["TMFCLI"], swiftSettings: release),
+        // Fuzzing of the parsers (Scripts/fuzz.sh); a plain build is a replayer of inputs.
+        .executableTarget(name: "tmf-fuzz", dependencies: [
+            "TMFCheckpoint", "TMFTokenizer", "TMFImage", "TMFLlama", "TMFLoRA", "TMFCLIP", "TMFData", "TMFTrainer",
+        ]),
 
         // Tests.
         .target(name: "TMFTestSupport", dependencies: ["TMFTensor"], path: "Tests/TMFTestSupport"),

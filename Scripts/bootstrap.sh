@@ -51,7 +51,9 @@ case "$mode" in
     ;;
   test)
     swift build --build-tests
-    exec swift test --skip-build --disable-swift-testing "${@:2}"  # all tests are XCTest
+    swift test --skip-build --disable-swift-testing "${@:2}"  # all tests are XCTest
+    # Every parser's fuzz target, briefly (the long runs: README "Fuzzing").
+    [ $# -le 1 ] && bash Scripts/fuzz.sh all "${TMF_FUZZ_SECONDS:-5}"
     ;;
   *)
     echo "bootstrap: unknown mode '$mode' (train or test)" >&2; exit 2 ;;
