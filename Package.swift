@@ -49,7 +49,7 @@ let package = Package(
         .executableTarget(name: "tmf", dependencies: ["TMFCLI"], swiftSettings: release),
         // Fuzzing of the parsers (Scripts/fuzz.sh); a plain build is a replayer of inputs.
         .executableTarget(name: "tmf-fuzz", dependencies: [
-            "TMFCheckpoint", "TMFTokenizer", "TMFImage", "TMFLlama", "TMFLoRA", "TMFCLIP", "TMFData", "TMFTrainer",
+            "TMFCheckpoint", "TMFTokenizer", "TMFImage", "TMFLlama", "TMFLoRA", "TMFCLIP", "TMFData", "TMFTrainer", "TMFCLI",
         ]),
 
         // Tests.

@@ -160,12 +160,12 @@ struct RecommendCommand: ParsableCommand {
             let keep = max(trained.spec.training.historyLength, trained.spec.graph.maxSequenceLength)
             let requests: [Request]
             if let batch {
-                requests = try readBatch(batch, dataset: dataset, keep: keep)
+                requests = try Self.readBatch(batch, dataset: dataset, keep: keep, top: top)
             } else {
                 var collector = HistoryCollector(dataset: dataset, keep: keep)
                 if let history {
                     try collector.add(parsing: Substring(history), what: "--history")
-                    if collector.count == 0 { throw emptyHistory("--history") }
+                    if collector.count == 0 { throw Self.emptyHistory("--history") }
                 } else if let historyFile {
                     try forEachLine(of: historyFile, maxLineBytes: CommandLimits.requestLineBytes) { bytes, n in
                         guard let line = String(validating: bytes, as: UTF8.self) else {
@@ -173,12 +173,12 @@ struct RecommendCommand: ParsableCommand {
                         }
                         try collector.add(parsing: Substring(line), what: "\(historyFile):\(n)")
                     }
-                    if collector.count == 0 { throw emptyHistory(historyFile) }
+                    if collector.count == 0 { throw Self.emptyHistory(historyFile) }
                 } else {
-                    try collectUserHistory(user!, into: &collector, what: "--user")
+                    try Self.collectUserHistory(user!, into: &collector, what: "--user")
                 }
                 let listed = try candidates.map { text in
-                    try parseCandidates(text.split(separator: ",", omittingEmptySubsequences: false).map(String.init),
+                    try Self.parseCandidates(text.split(separator: ",", omittingEmptySubsequences: false).map(String.init),
                                         dataset: dataset, what: "--candidates")
                 }
                 requests = [Request(user: user, events: collector.events, items: collector.items, candidates: listed, top: top)]
@@ -255,12 +255,12 @@ struct RecommendCommand: ParsableCommand {
     }
 
     /// The error for a history with no event.
-    func emptyHistory(_ what: String) -> DataError {
+    static func emptyHistory(_ what: String) -> DataError {
         DataError.invalidArgument("\(what) is empty; give behavior:item_id events, e.g. \"view:I1,cart:I2\"")
     }
 
     /// Every event of a dataset user, oldest first, into `collector`.
-    func collectUserHistory(_ id: String, into collector: inout HistoryCollector, what: String) throws {
+    static func collectUserHistory(_ id: String, into collector: inout HistoryCollector, what: String) throws {
         let dataset = collector.dataset
         guard let u = dataset.userIDs.firstIndex(of: id) else {
             throw DataError.invalidArgument("\(what): unknown user '\(id.prefix(200))' (not in \(dataset.url.path)/interactions.csv)")
@@ -271,7 +271,7 @@ struct RecommendCommand: ParsableCommand {
     }
 
     /// Item ids to indices: known, distinct, at least one.
-    func parseCandidates(_ ids: [String], dataset: Dataset, what: String) throws -> [Int] {
+    static func parseCandidates(_ ids: [String], dataset: Dataset, what: String) throws -> [Int] {
         if ids.count > CommandLimits.candidates {
             throw DataError.invalidArgument("\(what) lists \(ids.count) items, more than the \(CommandLimits.candidates) candidates allowed: every candidate is scored in one batch")
         }
@@ -290,7 +290,7 @@ struct RecommendCommand: ParsableCommand {
     /// Reads and checks every request of a JSON Lines file before answering any. The file is
     /// streamed a line at a time (a line may hold `CommandLimits.requestLineBytes`), and each
     /// request keeps only the last `keep` events of its history.
-    func readBatch(_ path: String, dataset: Dataset, keep: Int) throws -> [Request] {
+    static func readBatch(_ path: String, dataset: Dataset, keep: Int, top: Int) throws -> [Request] {
         var out: [Request] = []
         try forEachLine(of: path, maxLineBytes: CommandLimits.requestLineBytes) { bytes, n in
             let where_ = "\(path):\(n)"
@@ -327,6 +327,14 @@ struct RecommendCommand: ParsableCommand {
         if out.isEmpty { throw DataError.invalidArgument("\(path) has no request") }
         return out
     }
+}
+
+/// The requests of a `tmf recommend --batch` file, read and checked as the command does (history
+/// strings, users, candidate lists, `top`), without a model: for the `recommend-batch` fuzz target.
+/// - Returns: the number of requests.
+/// - Throws: `DataError` naming the line of the first bad request.
+public func checkRecommendBatchFile(_ path: String, dataset: Dataset, keep: Int = 40, top: Int = 3) throws -> Int {
+    try RecommendCommand.readBatch(path, dataset: dataset, keep: keep, top: top).count
 }
 
 /// `s` without its leading and trailing spaces and tabs (cheap: no Foundation bridging, for

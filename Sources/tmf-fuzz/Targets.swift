@@ -1,4 +1,5 @@
 import Foundation
+import TMFCLI
 import TMFCLIP
 import TMFCheckpoint
 import TMFData
@@ -69,7 +70,7 @@ let targets: [FuzzTarget] = [
         try write(input, "a.png", in: folder)
         _ = try RGBImage(contentsOfPNG: folder.appendingPathComponent("a.png"))
     },
-    FuzzTarget(name: "dataset", seeds: [["Fixtures/fuzz/items.jsonl", "Fixtures/fuzz/interactions.csv", "Fixtures/fuzz/dataset.json"]]) { input, folder in
+    FuzzTarget(name: "dataset", seeds: [["Fixtures/fuzz/shop/items.jsonl", "Fixtures/fuzz/shop/interactions.csv", "Fixtures/fuzz/shop/dataset.json"]]) { input, folder in
         let p = parts(input, 3)
         try write(p[0], "items.jsonl", in: folder)
         try write(p[1], "interactions.csv", in: folder)
@@ -87,4 +88,17 @@ let targets: [FuzzTarget] = [
         try write(p[1], "x.item", in: source)
         _ = try importRecBole(from: source, to: out)
     },
+    FuzzTarget(name: "recommend-batch", seeds: [["Fixtures/fuzz/requests.jsonl"]]) { input, folder in
+        // The requests of `tmf recommend --batch` against the small shop of Fixtures/fuzz:
+        // history strings, users, candidate lists and `top`.
+        try write(input, "requests.jsonl", in: folder)
+        _ = try checkRecommendBatchFile(folder.appendingPathComponent("requests.jsonl").path, dataset: fuzzShop)
+    },
 ]
+
+/// Fixtures/fuzz's 3-item shop, loaded once (relative to the package root, where the fuzzer runs).
+let fuzzShop: Dataset = {
+    do { return try Dataset.load(from: URL(fileURLWithPath: "Fixtures/fuzz/shop"), options: LoadOptions(checkImages: false)) } catch {
+        fatalError("tmf-fuzz runs from the package root (Fixtures/fuzz/shop): \(error)")
+    }
+}()

@@ -14,7 +14,7 @@ final class FuzzReplayTests: XCTestCase {
         let usage = try run(replayer, [], environment: [:])
         let names = try XCTUnwrap(usage.output.components(separatedBy: "targets: ").last?.split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
-        XCTAssertEqual(names.count, 10, usage.output)
+        XCTAssertEqual(names.count, 11, usage.output)
         let root = try temporaryFolder(self)
         for name in names {
             let seeds = root.appendingPathComponent(name)
