@@ -191,15 +191,29 @@ public enum Pipeline {
     /// CLIP image and text embeddings of every item: ([items, d], [items, d]). Items without an
     /// image get a zero image row. Cached in `item_features.safetensors` under a key of the
     /// dataset fingerprint and the CLIP checkpoint.
-    public static func itemFeatures(dataset: Dataset, clipFolder: URL, cacheFolder: URL?,
+    public static func itemFeatures(dataset: Dataset, clipFolder: URL, cacheFolder: URL?, group: ProcessGroup = .single,
                                     progress: (Int, Int) -> Void = { _, _ in }) throws -> (image: Tensor, text: Tensor, cached: Bool) {
         let key = try clipKey(clipFolder) + "|" + dataset.fingerprint
         let cacheURL = cacheFolder?.appendingPathComponent(featuresFile)
-        if let cacheURL, FileManager.default.fileExists(atPath: cacheURL.path),
-           let file = try? SafeTensorsFile(contentsOf: cacheURL), file.metadata["key"] == key,
-           let image = try? file.tensor(named: "image"), let text = try? file.tensor(named: "text"),
-           image.shape[0] == dataset.items.count {
-            return (image.copy(), text.copy(), true)
+        func cached() -> (Tensor, Tensor)? {
+            guard let cacheURL, FileManager.default.fileExists(atPath: cacheURL.path),
+                  let file = try? SafeTensorsFile(contentsOf: cacheURL), file.metadata["key"] == key,
+                  let image = try? file.tensor(named: "image"), let text = try? file.tensor(named: "text"),
+                  image.shape[0] == dataset.items.count else { return nil }
+            return (image.copy(), text.copy())
+        }
+        // Under MPI, rank 0's cache decides for every rank (a rank must not find a cache rank 0
+        // is about to write, while rank 0 waits for its share).
+        if group.isDistributed {
+            let rootHas = group.allReduceSum([group.isRoot && cached() != nil ? 1 : 0])[0] > 0
+            if rootHas {
+                guard let (image, text) = cached() else {
+                    throw TrainerError.badModelFolder(path: cacheFolder?.path ?? "", reason: "rank \(group.rank) cannot read rank 0's \(featuresFile); the model folder must be on a file system every rank shares")
+                }
+                return (image, text, true)
+            }
+        } else if let (image, text) = cached() {
+            return (image, text, true)
         }
         let clip = try CLIPModel.load(directory: clipFolder)
         let pre = try ClipImagePreprocessor(checkpointDirectory: clipFolder)
@@ -209,12 +223,14 @@ public enum Pipeline {
         let image = Tensor(zeros: [n, d]), text = Tensor(zeros: [n, d])
         let batch = 16
         var done = 0
+        // Batches of 16 items are dealt out over the ranks (batch k to rank k mod N); each rank
+        // fills its rows and the sum over the ranks (zeros elsewhere) assembles every row.
+        let mine = group.blocks(of: n, block: batch)
         try withNoGrad {
-            for start in stride(from: 0, to: n, by: batch) {
-                let range = start..<min(start + batch, n)
+            for range in mine {
                 let encodings = range.map { tokenizer.encodePadded(dataset.items[$0].text) }
                 let t = try clip.textEmbeddings(encodings.map(\.inputIDs), attentionMask: encodings.map(\.attentionMask))
-                (text.pointer + start * d).update(from: t.pointer, count: t.count)
+                (text.pointer + range.lowerBound * d).update(from: t.pointer, count: t.count)
                 let withImage = range.filter { dataset.items[$0].image != nil }
                 if !withImage.isEmpty {
                     let urls = withImage.map { dataset.url.appendingPathComponent(dataset.items[$0].image!) }
@@ -226,11 +242,15 @@ public enum Pipeline {
                         (image.pointer + item * d).update(from: e.pointer + k * d, count: d)
                     }
                 }
-                done = range.upperBound
-                progress(done, n)
+                done += range.count
+                progress(done, mine.reduce(0) { $0 + $1.count })
             }
         }
-        if let cacheURL {
+        if group.isDistributed {
+            group.allReduceSum(UnsafeMutableBufferPointer(start: image.pointer, count: image.count))
+            group.allReduceSum(UnsafeMutableBufferPointer(start: text.pointer, count: text.count))
+        }
+        if let cacheURL, group.isRoot {
             try SafeTensorsWriter.write(["image": image, "text": text], as: .f32, metadata: [("key", key)], to: cacheURL)
         }
         return (image, text, false)
@@ -317,21 +337,8 @@ public enum Pipeline {
     public static func train(_ options: PipelineOptions, onEvent: (PipelineEvent) -> Void = { _ in },
                              shouldStop: @escaping () -> Bool = { false }) throws -> Bool {
         let group = ProcessGroup.world
-        // Under mpirun, rank 0 runs the cached stages and writes tmf.json while the other ranks
-        // wait; they then find every stage cached, and all ranks train the LLM together.
-        let prepared: Prepared
-        if group.isDistributed {
-            var outcome: Prepared?
-            if group.isRoot { outcome = try prepare(options, writes: true, onEvent: onEvent, shouldStop: shouldStop) }
-            group.barrier()
-            let code = group.allReduceSum([group.isRoot ? outcome!.code : 0])[0]
-            if code != 0 { return code == 1 }
-            if !group.isRoot { outcome = try prepare(options, writes: false, onEvent: { _ in }, shouldStop: { false }) }
-            guard case .some(.ready) = outcome else { return true }
-            prepared = outcome!
-        } else {
-            prepared = try prepare(options, writes: true, onEvent: onEvent, shouldStop: shouldStop)
-        }
+        let prepared = try prepare(options, group: group, onEvent: group.isRoot ? onEvent : { _ in },
+                                   shouldStop: shouldStop)
         guard case let .ready(dataset, splits, llmURL, tokenizer, features, fusionConfig, spec0) = prepared else {
             if case let .finished(completed) = prepared { return completed }
             return true
@@ -385,36 +392,53 @@ public enum Pipeline {
         }
     }
 
-    /// The `[pretrain]`, `[encode]` and `[graph]` stages (each reused when cached) and tmf.json
-    /// (written only with `writes`: other ranks than 0 only read what rank 0 made).
-    static func prepare(_ options: PipelineOptions, writes: Bool, onEvent: (PipelineEvent) -> Void,
+    /// The `[pretrain]`, `[encode]` and `[graph]` stages (each reused when cached) and tmf.json.
+    /// Under MPI every rank calls it: rank 0 alone pretrains, trains MBHT and writes, while the
+    /// others wait and then read its results; CLIP encoding is split by items over all ranks.
+    static func prepare(_ options: PipelineOptions, group: ProcessGroup, onEvent: (PipelineEvent) -> Void,
                         shouldStop: @escaping () -> Bool) throws -> Prepared {
         let fm = FileManager.default
         let folder = options.model
-        if writes { try fm.createDirectory(at: folder, withIntermediateDirectories: true) }
+        let root = group.isRoot
+        if root { try fm.createDirectory(at: folder, withIntermediateDirectories: true) }
         let dataset = try Dataset.load(from: options.dataset, options: LoadOptions(skipInvalid: options.skipInvalid))
         let splits = SplitExamples(dataset)
+        /// Rank 0's `flag`, on every rank (after the others waited for rank 0 to get here).
+        func rootSays(_ flag: Bool) -> Bool {
+            guard group.isDistributed else { return flag }
+            group.barrier()
+            return group.allReduceSum([root && flag ? 1 : 0])[0] > 0
+        }
 
         var llmURL = options.llm
         if let plan = options.pretrain {
-            onEvent(.stage(.pretrain, cached: false))
-            let (url, cached, completed) = try languageModel(dataset: dataset, plan: plan, folder: folder,
-                                                             onEvent: onEvent, shouldStop: shouldStop)
-            if cached { onEvent(.stage(.pretrain, cached: true)) }
+            var completed = true
+            if root {
+                onEvent(.stage(.pretrain, cached: false))
+                let (url, cached, done) = try languageModel(dataset: dataset, plan: plan, folder: folder,
+                                                            onEvent: onEvent, shouldStop: shouldStop)
+                if cached { onEvent(.stage(.pretrain, cached: true)) }
+                completed = done
+                llmURL = url
+            }
+            completed = rootSays(completed)
             if !completed { return .finished(false) }
-            llmURL = url
+            if !root { llmURL = try languageModel(dataset: dataset, plan: plan, folder: folder, onEvent: { _ in }, shouldStop: { false }).0 }
         }
         if options.stage == .pretrain { return .finished(true) }
 
         onEvent(.stage(.encode, cached: false))
-        let (image, text, _) = try itemFeatures(dataset: dataset, clipFolder: options.clip, cacheFolder: folder) {
+        let (image, text, _) = try itemFeatures(dataset: dataset, clipFolder: options.clip, cacheFolder: folder, group: group) {
             onEvent(.encoding(done: $0, total: $1))
         }
         if options.stage == .encode { return .finished(true) }
 
         onEvent(.stage(.graph, cached: false))
-        let (mbht, graphCached) = try graph(dataset: dataset, splits: splits, folder: folder, options: options,
-                                            onEvent: onEvent, shouldStop: shouldStop)
+        var trained: (MBHTModel, cached: Bool)?
+        if root { trained = try graph(dataset: dataset, splits: splits, folder: folder, options: options, onEvent: onEvent, shouldStop: shouldStop) }
+        _ = rootSays(true)  // MBHT is saved
+        if !root { trained = try graph(dataset: dataset, splits: splits, folder: folder, options: options, onEvent: { _ in }, shouldStop: { false }) }
+        let (mbht, graphCached) = trained!
         if graphCached { onEvent(.stage(.graph, cached: true)) }
         // tmf.json from here on, so a `--stage graph` folder serves `tmf eval --baseline mbht`.
         let llmConfiguration = try LlamaConfiguration.load(directory: llmURL)
@@ -444,7 +468,7 @@ public enum Pipeline {
                                                   reason: "--resume needs the same data and settings as the interrupted run; start a new run without --resume")
             }
         }
-        if writes { try spec.save(folder: folder) }
+        if root { try spec.save(folder: folder) }
         if options.stage == .graph { return .finished(true) }
         return .ready(dataset, splits, llmURL, tokenizer, features, fusionConfig, spec)
     }
