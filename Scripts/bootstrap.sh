@@ -52,8 +52,9 @@ case "$mode" in
   test)
     swift build --build-tests
     swift test --skip-build --disable-swift-testing "${@:2}"  # all tests are XCTest
-    # Every parser's fuzz target, briefly (the long runs: README "Fuzzing").
-    [ $# -le 1 ] && bash Scripts/fuzz.sh all "${TMF_FUZZ_SECONDS:-5}"
+    # Every parser's fuzz target, briefly (the long runs: README "Fuzzing"); not when only some
+    # tests were asked for.
+    if [ $# -le 1 ]; then bash Scripts/fuzz.sh all "${TMF_FUZZ_SECONDS:-5}"; fi
     ;;
   *)
     echo "bootstrap: unknown mode '$mode' (train or test)" >&2; exit 2 ;;
