@@ -152,7 +152,7 @@ public enum Pipeline {
     /// `llm.tmp` is removed first).
     /// - Returns: the Llama folder, whether it was cached, and whether it completed (false when
     ///   stopped by `shouldStop`; nothing is kept then).
-    public static func languageModel(dataset: Dataset, plan: LanguageModelPlan, folder: URL,
+    public static func languageModel(dataset: Dataset, plan: LanguageModelPlan, folder: URL, group: ProcessGroup = .single,
                                      onEvent: (PipelineEvent) -> Void, shouldStop: () -> Bool) throws -> (URL, cached: Bool, completed: Bool) {
         let fm = FileManager.default
         let url = folder.appendingPathComponent(languageModelFolder)
@@ -160,32 +160,74 @@ public enum Pipeline {
         struct StageKey: Codable { var key: String }
         let keyURL = url.appendingPathComponent("stage.json")
         let tmp = folder.appendingPathComponent(languageModelFolder + ".tmp")
-        try? fm.removeItem(at: tmp)  // a killed run's partial stage
+        let root = group.isRoot
+        if root { try? fm.removeItem(at: tmp) }  // a killed run's partial stage
+        var isCached = false
         if let data = try? readSmallFile(keyURL), let stored = try? JSONDecoder().decode(StageKey.self, from: data),
            stored.key == key, (try? LlamaConfiguration.load(directory: url)) != nil {
+            isCached = true
+        }
+        if group.isDistributed {
+            // Rank 0's cache decides for every rank.
+            group.barrier()
+            if group.allReduceSum([root && isCached ? 1 : 0])[0] > 0 {
+                guard isCached else {
+                    throw TrainerError.badModelFolder(path: url.path, reason: "rank \(group.rank) cannot read rank 0's pretrained model; the model folder must be on a file system every rank shares")
+                }
+                return (url, true, true)
+            }
+        } else if isCached {
             return (url, true, true)
         }
         let corpus = PretrainCorpus.build(from: dataset, seed: plan.parameters.seed, copyDrills: plan.copyDrills,
                                           lookupDrills: plan.lookupDrills)
-        let trainer = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp,
-                                     addedTokens: plan.titleTokens ? dataset.items.map(\.title) : [])
+        // Rank 0 trains the tokenizer and makes the folder; the other ranks then read it and take
+        // rank 0's initial weights, and all pretrain together, data-parallel by windows.
+        var made: Pretrainer?
+        if root {
+            made = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp,
+                                  addedTokens: plan.titleTokens ? dataset.items.map(\.title) : [])
+        }
+        if group.isDistributed {
+            group.barrier()
+            if !root { made = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp, initFrom: tmp, writes: false) }
+            let weights = made!.model.weightTensors.sorted { $0.key < $1.key }.map(\.value)
+            var flat = [Float](repeating: 0, count: weights.reduce(0) { $0 + $1.count })
+            if root {
+                var at = 0
+                for w in weights { flat.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: at).update(from: w.pointer, count: w.count) }; at += w.count }
+            }
+            flat.withUnsafeMutableBufferPointer { group.allReduceSum($0) }  // rank 0's exact weights everywhere
+            var at = 0
+            for w in weights { flat.withUnsafeBufferPointer { w.pointer.update(from: $0.baseAddress!.advanced(by: at), count: w.count) }; at += w.count }
+            made!.group = group
+        }
+        let trainer = made!
         let metrics = MetricsLog(folder: folder)
-        var stopped = false, logFailure: Error?
-        _ = try trainer.run { event in
+        var logFailure: Error?
+        let summary = try trainer.run { event in
+            guard root else {
+                if case .step = event { return !shouldStop() }
+                return true
+            }
             onEvent(.pretrain(event))
             do { try metrics.append(event) } catch { logFailure = error; return false }
-            if case .step = event, shouldStop() { stopped = true; return false }
+            if case .step = event, shouldStop() { return false }
             return true
         }
         if let logFailure { try? fm.removeItem(at: tmp); throw logFailure }
-        if stopped {
-            try? fm.removeItem(at: tmp)
-            return (url, false, false)
+        let stopped = summary.steps < plan.parameters.steps
+        if root {
+            if stopped {
+                try? fm.removeItem(at: tmp)
+            } else {
+                try JSONEncoder.sorted.encode(StageKey(key: key)).write(to: tmp.appendingPathComponent("stage.json"), options: .atomic)
+                try? fm.removeItem(at: url)
+                try fm.moveItem(at: tmp, to: url)
+            }
         }
-        try JSONEncoder.sorted.encode(StageKey(key: key)).write(to: tmp.appendingPathComponent("stage.json"), options: .atomic)
-        try? fm.removeItem(at: url)
-        try fm.moveItem(at: tmp, to: url)
-        return (url, false, true)
+        group.barrier()  // rank 0's folder is in place
+        return (url, false, !stopped)
     }
 
     /// CLIP image and text embeddings of every item: ([items, d], [items, d]). Items without an
@@ -412,18 +454,12 @@ public enum Pipeline {
 
         var llmURL = options.llm
         if let plan = options.pretrain {
-            var completed = true
-            if root {
-                onEvent(.stage(.pretrain, cached: false))
-                let (url, cached, done) = try languageModel(dataset: dataset, plan: plan, folder: folder,
-                                                            onEvent: onEvent, shouldStop: shouldStop)
-                if cached { onEvent(.stage(.pretrain, cached: true)) }
-                completed = done
-                llmURL = url
-            }
-            completed = rootSays(completed)
+            onEvent(.stage(.pretrain, cached: false))
+            let (url, cached, completed) = try languageModel(dataset: dataset, plan: plan, folder: folder, group: group,
+                                                             onEvent: onEvent, shouldStop: shouldStop)
+            if cached { onEvent(.stage(.pretrain, cached: true)) }
             if !completed { return .finished(false) }
-            if !root { llmURL = try languageModel(dataset: dataset, plan: plan, folder: folder, onEvent: { _ in }, shouldStop: { false }).0 }
+            llmURL = url
         }
         if options.stage == .pretrain { return .finished(true) }
 

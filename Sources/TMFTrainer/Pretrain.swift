@@ -477,6 +477,11 @@ public final class Pretrainer {
     /// Steps completed.
     public private(set) var step = 0
     var losses: [Float] = []
+    /// Whether this trainer writes its folder (false: another rank of an MPI job does).
+    let writes: Bool
+    /// The ranks pretraining together (data-parallel by windows); a group of one by default.
+    /// Every rank draws the same windows and runs its slice; gradients are summed per step.
+    public var group: ProcessGroup = .single
 
     /// Trains a tokenizer on `corpus` (or takes `initFrom`'s), builds a randomly initialised
     /// model (or loads `initFrom`'s weights), encodes the corpus and writes the folder's
@@ -490,10 +495,13 @@ public final class Pretrainer {
     ///     `added_tokens.json` if any) to continue.
     ///   - addedTokens: with a new model, strings that become single tokens after the trained
     ///     pieces (e.g. every item title; written to `added_tokens.json`); ignored with `initFrom`.
+    ///   - writes: false for the ranks of an MPI job other than 0, which read `initFrom` (rank
+    ///     0's freshly made folder) and never write.
     /// - Throws: `PretrainError` (bad parameters, empty or too small corpus, bad init folder,
     ///   unwritable output), `TokenizerError` from tokenizer training.
     public init(corpus: [String], parameters: PretrainParameters, folder: URL, initFrom: URL? = nil,
-                addedTokens: [String] = []) throws {
+                addedTokens: [String] = [], writes: Bool = true) throws {
+        self.writes = writes
         try parameters.validate(sizes: initFrom == nil)
         let documents = corpus.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
         if documents.isEmpty { throw PretrainError.emptyCorpus(path: "") }
@@ -521,7 +529,7 @@ public final class Pretrainer {
             let source = loaded.weightTensors
             for (name, w) in model.weightTensors { w.pointer.update(from: source[name]!.pointer, count: w.count) }
             tokenizer = try SentencePieceTokenizer(directory: initFrom)
-            if tokenizerSource.standardizedFileURL.path != tokenizerURL.standardizedFileURL.path {
+            if writes && tokenizerSource.standardizedFileURL.path != tokenizerURL.standardizedFileURL.path {
                 do {
                     let bytes = try Data(contentsOf: tokenizerSource)
                     try bytes.write(to: tokenizerURL, options: .atomic)
@@ -608,8 +616,10 @@ public final class Pretrainer {
                                  schedule: .warmupCosine(peak: parameters.learningRate, warmupSteps: parameters.warmupSteps,
                                                          totalSteps: parameters.steps, minRate: parameters.minLearningRate),
                                  clipNorm: parameters.clipNorm)
-        try writeConfig()
-        try save()
+        if writes {
+            try writeConfig()
+            try save()
+        }
     }
 
     /// Number of trained weights.
@@ -635,10 +645,46 @@ public final class Pretrainer {
             let start = rng.nextInt(below: trainTokens.count - l)
             return Array(trainTokens[start...(start + l)])
         }
-        let loss = self.loss(windows: windows)
-        let value = loss.item
-        guard value.isFinite else { throw PretrainError.nonFiniteLoss(step: step + 1, loss: value) }
-        loss.backward()
+        let value: Float
+        if group.isDistributed {
+            // This rank's contiguous slice of the windows; equal lengths, so its mean counts by
+            // its share of them, and the summed gradients are the whole batch's mean's.
+            let per = (windows.count + group.size - 1) / group.size
+            let lo = min(group.rank * per, windows.count), hi = min(lo + per, windows.count)
+            var local: Float = 0
+            if lo < hi {
+                let loss = self.loss(windows: Array(windows[lo..<hi]))
+                let share = Float(hi - lo) / Float(windows.count)
+                local = loss.item * share
+                loss.scale(share).backward()
+            }
+            let tensors = named.map(\.tensor)
+            var flat = [Float](repeating: 0, count: tensors.reduce(1) { $0 + $1.count })
+            var at = 0
+            for t in tensors {
+                if let g = t.grad { flat.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: at).update(from: g.pointer, count: g.count) } }
+                at += t.count
+            }
+            flat[at] = local
+            flat.withUnsafeMutableBufferPointer { group.allReduceSum($0) }
+            at = 0
+            for t in tensors {
+                let g = t.grad ?? Tensor(zeros: t.shape)
+                flat.withUnsafeBufferPointer { g.pointer.update(from: $0.baseAddress!.advanced(by: at), count: g.count) }
+                t.grad = g
+                at += t.count
+            }
+            value = flat[at]
+            guard value.isFinite else {
+                for t in tensors { t.grad = nil }
+                throw PretrainError.nonFiniteLoss(step: step + 1, loss: value)
+            }
+        } else {
+            let loss = self.loss(windows: windows)
+            value = loss.item
+            guard value.isFinite else { throw PretrainError.nonFiniteLoss(step: step + 1, loss: value) }
+            loss.backward()
+        }
         let (rate, norm) = update.apply(to: named.map(\.tensor), step: step)
         step += 1
         losses.append(value)
@@ -734,12 +780,21 @@ public final class Pretrainer {
                 keepGoing = onEvent(.evaluation(step: step, loss: v)) && keepGoing
             }
             if step % parameters.checkpointEvery == 0 && step < parameters.steps {
-                try save()
+                if writes { try save() }
                 keepGoing = onEvent(.checkpoint(step: step)) && keepGoing
             }
+            // Under MPI a stop is agreed by every rank, so all leave after the same step.
+            if group.isDistributed { keepGoing = group.allReduceSum([keepGoing ? 0 : 1])[0] == 0 }
         }
         let valid = validationLoss()
         if let valid { _ = onEvent(.evaluation(step: step, loss: valid)) }
+        let tail0 = losses.suffix(10)
+        guard writes else {
+            return PretrainSummary(steps: step, firstLoss: losses.first ?? .nan,
+                                   finalLoss: tail0.isEmpty ? .nan : tail0.reduce(0, +) / Float(tail0.count), validLoss: valid,
+                                   trainTokens: trainTokens.count, seconds: Date().timeIntervalSince(started), parameters: parameters,
+                                   initFrom: initFrom?.path)
+        }
         try save()
         let tail = losses.suffix(10)
         let summary = PretrainSummary(

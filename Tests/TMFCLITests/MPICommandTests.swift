@@ -36,6 +36,34 @@ final class MPICommandTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("--predictions is not available under mpirun"), refused.stderr)
     }
 
+    /// The `[pretrain]` stage of a dataset without `--llm`, data-parallel by windows under 2
+    /// ranks: rank 0 trains the tokenizer and makes the folder, every rank takes its weights,
+    /// and the per-step losses and gradient norms equal one process's within 1e-5 relative.
+    func testTwoRanksPretrainAsOneProcess() throws {
+        let s = try makeSetup()
+        let one = s.root.appendingPathComponent("one"), two = s.root.appendingPathComponent("two")
+        let arguments = ["train", s.shop.path, "--stage", "pretrain", "--pretrain-steps", "6", "--threads", "1", "--quiet"]
+        let single = try runTMF(arguments + ["--out", one.path])
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let parallel = try runTMF(arguments + ["--out", two.path], ranks: 2)
+        XCTAssertEqual(parallel.status, 0, parallel.stderr)
+        let a = try records(one), b = try records(two)
+        XCTAssertEqual(a.count, 1 + 6, "six steps and the held-out loss")
+        XCTAssertEqual(a.count, b.count)
+        for (x, y) in zip(a, b) {
+            for key in ["loss", "grad_norm"] {
+                guard let u = x[key] as? Double else { continue }
+                let v = try XCTUnwrap(y[key] as? Double, "\(key) in \(y)")
+                XCTAssertEqual(v, u, accuracy: 1e-5 * abs(u), "\(key) in \(x)")
+            }
+            XCTAssertEqual(x["step"] as? Int, y["step"] as? Int)
+        }
+        for file in ["tokenizer.model", "added_tokens.json", "config.json"] {
+            XCTAssertEqual(try Data(contentsOf: one.appendingPathComponent("llm/\(file)")),
+                           try Data(contentsOf: two.appendingPathComponent("llm/\(file)")), file)
+        }
+    }
+
     /// A rank SIGKILLed mid-run ends the job (non-zero); `--resume` under 2 ranks continues from
     /// the last checkpoint (every 50 steps) to the records of an uninterrupted one-process run.
     func testKilledRankEndsTheJobAndResumeContinuesExactly() throws {
