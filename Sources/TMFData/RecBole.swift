@@ -173,7 +173,11 @@ public func importRecBole(from dir: URL, to out: URL, options: RecBoleImportOpti
         if !seen.contains(behavior) { seen.append(behavior) }
         var time = String(line - 1)
         if let t = at(cols["timestamp"]), !t.isEmpty {
-            guard let v = Double(t) else { throw DataError.badTimestamp(file: interURL.path, line: line, value: t) }
+            // Finite and below 2^53 (where a Double stops holding every whole second): a time
+            // past that is not a time (found by fuzzing: 1e30 trapped the Int64 conversion).
+            guard let v = Double(t), v.isFinite, abs(v) < 9.0e15 else {
+                throw DataError.badTimestamp(file: interURL.path, line: line, value: String(t.prefix(200)))
+            }
             time = v == v.rounded() ? String(Int64(v)) : String(v)
         }
         csv += [user, item, behavior, time].map(csvField).joined(separator: ",") + "\n"

@@ -49,6 +49,21 @@ final class RecBoleTests: XCTestCase {
         XCTAssertEqual(d.items.map(\.title), ["Heat", "Alien", "Brazil"])
     }
 
+    /// Found by fuzzing (Fixtures/fuzz/regressions/recbole): a timestamp past Int64's range
+    /// trapped the conversion; it, infinity and NaN are now a bad timestamp naming the line.
+    func testTimestampsThatAreNotTimesAreRefused() throws {
+        for value in ["8812509777777777777777777777777777755", "1e30", "inf", "nan", "-9.1e15"] {
+            let src = try folder([
+                "x.inter": "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\ta\t5\t100\n1\ta\t4\t\(value)\n",
+                "x.item": "item_id:token\ttitle:token_seq\na\tHeat\n",
+            ])
+            XCTAssertThrowsError(try importRecBole(from: src, to: src.appendingPathComponent("out")), value) { error in
+                guard case let .badTimestamp(_, line, _) = error as? DataError else { return XCTFail("\(value): \(error)") }
+                XCTAssertEqual(line, 3, value)
+            }
+        }
+    }
+
     func testMissingTitleField() throws {
         let src = try folder([
             "x.inter": "user_id:token\titem_id:token\trating:float\n1\ta\t5\n",
