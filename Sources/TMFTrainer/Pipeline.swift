@@ -191,15 +191,7 @@ public enum Pipeline {
         if group.isDistributed {
             group.barrier()
             if !root { made = try Pretrainer(corpus: corpus, parameters: plan.parameters, folder: tmp, initFrom: tmp, writes: false) }
-            let weights = made!.model.weightTensors.sorted { $0.key < $1.key }.map(\.value)
-            var flat = [Float](repeating: 0, count: weights.reduce(0) { $0 + $1.count })
-            if root {
-                var at = 0
-                for w in weights { flat.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: at).update(from: w.pointer, count: w.count) }; at += w.count }
-            }
-            flat.withUnsafeMutableBufferPointer { group.allReduceSum($0) }  // rank 0's exact weights everywhere
-            var at = 0
-            for w in weights { flat.withUnsafeBufferPointer { w.pointer.update(from: $0.baseAddress!.advanced(by: at), count: w.count) }; at += w.count }
+            group.broadcastValues(of: made!.model.weightTensors.sorted { $0.key < $1.key }.map(\.value))  // rank 0's exact weights
             made!.group = group
         }
         let trainer = made!

@@ -649,8 +649,8 @@ public final class Pretrainer {
         if group.isDistributed {
             // This rank's contiguous slice of the windows; equal lengths, so its mean counts by
             // its share of them, and the summed gradients are the whole batch's mean's.
-            let per = (windows.count + group.size - 1) / group.size
-            let lo = min(group.rank * per, windows.count), hi = min(lo + per, windows.count)
+            let mine = group.slice(of: windows.count)
+            let (lo, hi) = (mine.lowerBound, mine.upperBound)
             var local: Float = 0
             if lo < hi {
                 let loss = self.loss(windows: Array(windows[lo..<hi]))
@@ -659,22 +659,7 @@ public final class Pretrainer {
                 loss.scale(share).backward()
             }
             let tensors = named.map(\.tensor)
-            var flat = [Float](repeating: 0, count: tensors.reduce(1) { $0 + $1.count })
-            var at = 0
-            for t in tensors {
-                if let g = t.grad { flat.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: at).update(from: g.pointer, count: g.count) } }
-                at += t.count
-            }
-            flat[at] = local
-            flat.withUnsafeMutableBufferPointer { group.allReduceSum($0) }
-            at = 0
-            for t in tensors {
-                let g = t.grad ?? Tensor(zeros: t.shape)
-                flat.withUnsafeBufferPointer { g.pointer.update(from: $0.baseAddress!.advanced(by: at), count: g.count) }
-                t.grad = g
-                at += t.count
-            }
-            value = flat[at]
+            value = group.sumGradients(of: tensors, loss: local)
             guard value.isFinite else {
                 for t in tensors { t.grad = nil }
                 throw PretrainError.nonFiniteLoss(step: step + 1, loss: value)

@@ -68,21 +68,62 @@ public final class ProcessGroup: @unchecked Sendable {
     /// Sums `values` over the ranks, in place.
     public func allReduceSum(_ values: UnsafeMutableBufferPointer<Float>) {
         guard isDistributed, let base = values.baseAddress else { return }
-        check(tmf_mpi_allreduce_f32(base, values.count), "all-reduce")
+        check(tmf_mpi_allreduce_f32(base, values.count))
     }
 
     /// Sums `values` over the ranks.
     public func allReduceSum(_ values: [Double]) -> [Double] {
         guard isDistributed else { return values }
         var v = values
-        v.withUnsafeMutableBufferPointer { check(tmf_mpi_allreduce_f64($0.baseAddress!, $0.count), "all-reduce") }
+        v.withUnsafeMutableBufferPointer { check(tmf_mpi_allreduce_f64($0.baseAddress!, $0.count)) }
         return v
+    }
+
+    /// Sums `tensors`' gradients and `loss` over the ranks in one all-reduce of one flat buffer.
+    /// A gradient any rank has exists on every rank afterwards (zeros where a rank's slice did
+    /// not reach it); one no rank has stays nil. Returns the summed loss.
+    public func sumGradients(of tensors: [Tensor], loss: Float) -> Float {
+        guard isDistributed else { return loss }
+        let present = allReduceSum(tensors.map { $0.grad == nil ? 0.0 : 1.0 })
+        let used = tensors.indices.filter { present[$0] > 0 }
+        var flat = [Float](repeating: 0, count: used.reduce(1) { $0 + tensors[$1].count })
+        var at = 0
+        flat.withUnsafeMutableBufferPointer { buffer in
+            for i in used {
+                if let g = tensors[i].grad { (buffer.baseAddress! + at).update(from: g.pointer, count: g.count) }
+                at += tensors[i].count
+            }
+            buffer[at] = loss
+            allReduceSum(buffer)
+            at = 0
+            for i in used {
+                let t = tensors[i]
+                let g = t.grad ?? Tensor(zeros: t.shape)
+                g.pointer.update(from: buffer.baseAddress! + at, count: g.count)
+                t.grad = g
+                at += t.count
+            }
+        }
+        return flat[at]
+    }
+
+    /// Rank 0's values of `tensors`, on every rank (one all-reduce: the other ranks add zeros).
+    public func broadcastValues(of tensors: [Tensor]) {
+        guard isDistributed else { return }
+        var flat = [Float](repeating: 0, count: tensors.reduce(0) { $0 + $1.count })
+        flat.withUnsafeMutableBufferPointer { buffer in
+            var at = 0
+            if isRoot { for t in tensors { (buffer.baseAddress! + at).update(from: t.pointer, count: t.count); at += t.count } }
+            allReduceSum(buffer)
+            at = 0
+            for t in tensors { t.pointer.update(from: buffer.baseAddress! + at, count: t.count); at += t.count }
+        }
     }
 
     /// Waits until every rank gets here.
     public func barrier() {
         guard isDistributed else { return }
-        check(tmf_mpi_barrier(), "barrier")
+        check(tmf_mpi_barrier())
     }
 
     /// Rank `root`'s bytes, on every rank.
@@ -92,8 +133,16 @@ public final class ProcessGroup: @unchecked Sendable {
         if rank != root { count = [0] }
         let n = Int(allReduceSum(count)[0])
         var buffer = rank == root ? bytes : [UInt8](repeating: 0, count: n)
-        buffer.withUnsafeMutableBytes { check(tmf_mpi_broadcast($0.baseAddress!, n, Int32(root)), "broadcast") }
+        buffer.withUnsafeMutableBytes { check(tmf_mpi_broadcast($0.baseAddress!, n, Int32(root))) }
         return buffer
+    }
+
+    /// This rank's contiguous slice of `count` items (rank k takes the k-th of `size` near-equal
+    /// runs; empty when there are more ranks than items).
+    public func slice(of count: Int) -> Range<Int> {
+        let per = (count + size - 1) / size
+        let start = min(rank * per, count)
+        return start..<min(start + per, count)
     }
 
     /// The part of `0 ..< count` this rank takes when `count` items are dealt out in whole
@@ -103,8 +152,9 @@ public final class ProcessGroup: @unchecked Sendable {
         return stride(from: rank * b, to: count, by: size * b).map { $0..<min($0 + b, count) }
     }
 
-    private func check(_ rc: Int32, _ what: String) {
-        if rc != 0 { Self.abort(1) }  // MPI's default handler normally ends the job first
+    /// An MPI call that returned an error ends the job (MPI's default handler normally does first).
+    private func check(_ rc: Int32) {
+        if rc != 0 { Self.abort(1) }
     }
 }
 

@@ -181,7 +181,7 @@ public final class LLMTrainer {
             // Every rank draws and encodes the whole batch (the same draws as one process) and
             // runs its contiguous slice; its mean loss counts by its share of the answer tokens,
             // so the summed gradients are those of the whole batch's mean.
-            let mine = group.isDistributed ? Array(encoded[sliceOfBatch(encoded.count)]) : encoded
+            let mine = group.isDistributed ? Array(encoded[group.slice(of: encoded.count)]) : encoded
             guard !mine.isEmpty else { continue }
             let (loss, count) = recommender.loss(mine, level: level)
             let share = group.isDistributed ? Float(count) / Float(max(answerTokenCount(encoded), 1)) : 1
@@ -197,7 +197,7 @@ public final class LLMTrainer {
             tokens += mine.reduce(0) { $0 + $1.tokens.count }
         }
         if group.isDistributed {
-            total = allReduceGradients(loss: total)
+            total = group.sumGradients(of: named.map(\.tensor), loss: total)
             guard total.isFinite else {
                 optimizer.zeroGrad()
                 throw TrainerError.nonFiniteLoss(step: tau, loss: total)
@@ -219,44 +219,11 @@ public final class LLMTrainer {
                                         historyLength: parameters.historyLength, group: group)
     }
 
-    /// This rank's contiguous slice of a batch of `count` prompts (empty when there are more
-    /// ranks than prompts).
-    func sliceOfBatch(_ count: Int) -> Range<Int> {
-        let per = (count + group.size - 1) / group.size
-        let start = min(group.rank * per, count)
-        return start..<min(start + per, count)
-    }
-
     /// Answer tokens (labelled positions) in a batch.
     func answerTokenCount(_ prompts: [EncodedPrompt]) -> Int {
         prompts.reduce(0) { $0 + $1.labels.reduce(0) { $0 + ($1 == -100 ? 0 : 1) } }
     }
 
-    /// Sums the trainable parameters' gradients (and `loss`) over the ranks in one all-reduce of
-    /// one flat buffer; a gradient any rank has exists on every rank afterwards (zeros where a
-    /// rank's slice did not reach it). Returns the summed loss.
-    func allReduceGradients(loss: Float) -> Float {
-        let tensors = named.map(\.tensor)
-        let present = group.allReduceSum(tensors.map { $0.grad == nil ? 0.0 : 1.0 })
-        let used = tensors.indices.filter { present[$0] > 0 }
-        var flat = [Float](repeating: 0, count: used.reduce(1) { $0 + tensors[$1].count })
-        var at = 0
-        for i in used {
-            if let g = tensors[i].grad { flat.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: at).update(from: g.pointer, count: g.count) } }
-            at += tensors[i].count
-        }
-        flat[at] = loss
-        flat.withUnsafeMutableBufferPointer { group.allReduceSum($0) }
-        at = 0
-        for i in used {
-            let t = tensors[i]
-            let g = t.grad ?? Tensor(zeros: t.shape)
-            flat.withUnsafeBufferPointer { g.pointer.update(from: $0.baseAddress!.advanced(by: at), count: g.count) }
-            t.grad = g
-            at += t.count
-        }
-        return flat[at]
-    }
 
     /// Runs to `parameters.steps` (from the current step, e.g. after `resume`).
     ///

@@ -153,3 +153,21 @@ func temporaryFolder(_ test: XCTestCase) throws -> URL {
     test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
     return url
 }
+
+/// Runs a tool other than tmf (mount, ip, tmf-fuzz) to its end: its exit status and its stdout and
+/// stderr together, trimmed.
+func runTool(_ tool: String, _ arguments: [String], in directory: URL? = nil,
+             environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tool)
+    p.arguments = arguments
+    if let directory { p.currentDirectoryURL = directory }
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+}

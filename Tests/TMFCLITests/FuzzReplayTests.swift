@@ -11,42 +11,28 @@ final class FuzzReplayTests: XCTestCase {
         let replayer = try XCTUnwrap(tmfExecutable?.deletingLastPathComponent().appendingPathComponent("tmf-fuzz"),
                                      "no built tmf-fuzz next to tmf")
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: replayer.path), "build tmf-fuzz (swift build --build-tests)")
-        let usage = try run(replayer, [], environment: [:])
+        let usage = try runTool(replayer.path, [], in: packageRoot)
         let names = try XCTUnwrap(usage.output.components(separatedBy: "targets: ").last?.split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
         XCTAssertEqual(names.count, 11, usage.output)
         let root = try temporaryFolder(self)
         for name in names {
             let seeds = root.appendingPathComponent(name)
-            XCTAssertEqual(try run(replayer, [name, "--seed", seeds.path], environment: [:]).status, 0)
+            XCTAssertEqual(try runTool(replayer.path, [name, "--seed", seeds.path], in: packageRoot).status, 0)
             let seedFiles = try FileManager.default.contentsOfDirectory(atPath: seeds.path)
             XCTAssertFalse(seedFiles.isEmpty, "\(name) has seeds")
-            let replay = try run(replayer, [name, seeds.path], environment: ["TMF_FUZZ_VERBOSE": "1"])
+            let replay = try runTool(replayer.path, [name, seeds.path], in: packageRoot, environment: ["TMF_FUZZ_VERBOSE": "1"])
             XCTAssertEqual(replay.status, 0, "\(name): \(replay.output)")
             XCTAssertTrue(replay.output.hasPrefix("tmf-fuzz \(name): \(seedFiles.count) inputs, no crash"),
                           "\(name)'s seeds should parse without error: \(replay.output)")
             let regressions = fixturesURL.appendingPathComponent("fuzz/regressions/\(name)")
             if FileManager.default.fileExists(atPath: regressions.path) {
-                let r = try run(replayer, [name, regressions.path], environment: [:])
+                let r = try runTool(replayer.path, [name, regressions.path], in: packageRoot)
                 XCTAssertEqual(r.status, 0, "\(name) regressions: \(r.output)")
             }
         }
         // A replay that crashes is seen as one: a missing target is a usage error, not a pass.
-        XCTAssertNotEqual(try run(replayer, ["no-such-target"], environment: [:]).status, 0)
+        XCTAssertNotEqual(try runTool(replayer.path, ["no-such-target"], in: packageRoot).status, 0)
     }
 
-    func run(_ tool: URL, _ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = tool
-        p.arguments = arguments
-        p.currentDirectoryURL = packageRoot
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-    }
 }

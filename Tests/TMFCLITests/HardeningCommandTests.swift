@@ -180,34 +180,21 @@ final class HardeningCommandTests: XCTestCase {
 
     /// Mounts a tmpfs of `size` on `folder` (unmounted at teardown), or skips the test saying why.
     func mountTmpfs(at folder: URL, size: String) throws {
-        let result = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", folder.path])
+        let result = try runTool("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", folder.path])
         if result.status != 0 {
             throw XCTSkip("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN): \(result.output)")
         }
-        addTeardownBlock { _ = try? self.run("/bin/umount", [folder.path]) }
+        addTeardownBlock { _ = try? runTool("/bin/umount", [folder.path]) }
     }
 
     func unmount(_ folder: URL) throws {
-        let result = try run("/bin/umount", [folder.path])
+        let result = try runTool("/bin/umount", [folder.path])
         XCTAssertEqual(result.status, 0, result.output)
     }
 
     func remountReadOnly(_ folder: URL) throws {
-        let result = try run("/bin/mount", ["-o", "remount,ro", folder.path])
+        let result = try runTool("/bin/mount", ["-o", "remount,ro", folder.path])
         XCTAssertEqual(result.status, 0, result.output)
-    }
-
-    func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = arguments
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// Every file under `folder`: its path, size and modification time.

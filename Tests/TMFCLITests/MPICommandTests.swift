@@ -108,10 +108,10 @@ final class MPICommandTests: XCTestCase {
             ["-n", a, "link", "set", "lo", "up"], ["-n", b, "link", "set", "lo", "up"],
         ]
         addTeardownBlock {
-            for ns in [a, b] { _ = try? self.run(ip, ["netns", "delete", ns]) }
+            for ns in [a, b] { _ = try? runTool(ip, ["netns", "delete", ns]) }
         }
         for (k, command) in setup.enumerated() {
-            let r = try run(ip, command)
+            let r = try runTool(ip, command)
             if r.status != 0 {
                 if k == 0 { throw XCTSkip("cannot make network namespaces here (needs root and CAP_SYS_ADMIN): \(r.output)") }
                 XCTFail("ip \(command.joined(separator: " ")): \(r.output)")
@@ -152,19 +152,6 @@ final class MPICommandTests: XCTestCase {
     }
 
     // MARK: - Helpers
-
-    func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = arguments
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-    }
 
     /// The pid of the `tmf` process of `rank` among `mpirun`'s children.
     func rankProcess(_ rank: Int, under parent: Int32) -> Int32? {
