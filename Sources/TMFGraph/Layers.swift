@@ -5,6 +5,14 @@ import TMFTensor
 struct ForwardContext {
     var training: Bool
     var rng: SeededRNG
+    /// Under data parallelism: the rows of the global batch this rank's batch holds, and the
+    /// global batch size (dropout then draws as one process would; see `Tensor.dropout`).
+    var part: (rows: Range<Int>, total: Int)? = nil
+
+    /// `x` [B, …] after dropout with probability `p` (identity outside training).
+    mutating func dropout(_ x: Tensor, _ p: Float) -> Tensor {
+        x.dropout(p, training: training, rng: &rng, part: part)
+    }
 }
 
 // MBHT's layers, composed of the module layer's `Linear` and `LayerNorm` (TMFTensor/Module.swift)
@@ -77,9 +85,9 @@ struct MultiHeadAttention: Module {
         let dk = q.shape[3]
         var scores = Tensor.matmul(q, k, transposeB: true).scale(1 / Float(dk).squareRoot())  // (B, H, S, S)
         if let keyMask { scores = scores.attentionMasked(causalOffset: nil, keyMask: keyMask) }
-        let p = scores.softmax().dropout(attentionDropout, training: ctx.training, rng: &ctx.rng)
+        let p = ctx.dropout(scores.softmax(), attentionDropout)
         let context = mergeHeads(Tensor.matmul(p, v))  // (B, S, d)
-        let h = dense(context).dropout(hiddenDropout, training: ctx.training, rng: &ctx.rng)
+        let h = ctx.dropout(dense(context), hiddenDropout)
         return norm(h + x)
     }
 }
@@ -120,9 +128,9 @@ struct LinearAttention: Module {
         let kp = f(k.transposed(2, 3)).transposed(2, 3)      // (B, H, k, dk)
         let dk = q.shape[3]
         let scores = Tensor.matmul(q, kp, transposeB: true).scale(1 / Float(dk).squareRoot())  // (B, H, T, k)
-        let p = scores.softmax().dropout(attentionDropout, training: ctx.training, rng: &ctx.rng)
+        let p = ctx.dropout(scores.softmax(), attentionDropout)
         let context = mergeHeads(Tensor.matmul(p, vp))       // (B, T, d)
-        let h = dense(context).dropout(hiddenDropout, training: ctx.training, rng: &ctx.rng)
+        let h = ctx.dropout(dense(context), hiddenDropout)
         return norm(h + x)
     }
 }
@@ -191,7 +199,7 @@ struct FeedForward: Module {
         case "sigmoid": h = h.sigmoid()
         default: h = h.gelu()
         }
-        h = dense2(h).dropout(dropout, training: ctx.training, rng: &ctx.rng)
+        h = ctx.dropout(dense2(h), dropout)
         return norm(h + x)
     }
 }
@@ -249,8 +257,8 @@ struct HypergraphNetwork: Module {
     var children: [(String, any Module)] { [("hgc1", conv1), ("hgc2", conv2)] }
     /// x [B, T, d], g [B, T, T] → [B, T, d].
     func callAsFunction(_ x: Tensor, _ g: Tensor, _ ctx: inout ForwardContext) -> Tensor {
-        let x1 = conv1(x, g).dropout(dropout, training: ctx.training, rng: &ctx.rng)
-        let x2 = conv2(x1, g).dropout(dropout, training: ctx.training, rng: &ctx.rng)
+        let x1 = ctx.dropout(conv1(x, g), dropout)
+        let x2 = ctx.dropout(conv2(x1, g), dropout)
         return (x1 + x2).scale(0.5)
     }
 }

@@ -14,6 +14,17 @@ struct MBHTBatch {
     var lossRows: [Int] = []      // flat b·T + p rows predicted in training
     var lossTargets: [Int] = []   // their true items
     var queryRows: [Int] = []     // inference: the flat row of each sequence's masked slot
+
+    /// The training batch of sequences `range` only (a data-parallel rank's part).
+    func sequences(_ range: Range<Int>) -> MBHTBatch {
+        let t = length, lo = range.lowerBound * t, hi = range.upperBound * t
+        var part = MBHTBatch(size: range.count, length: t, items: Array(items[lo..<hi]), types: Array(types[lo..<hi]),
+                             lengths: Array(lengths[range]), readout: Array(readout[range]), training: training)
+        for (row, target) in zip(lossRows, lossTargets) where (lo..<hi).contains(row) {
+            part.lossRows.append(row - lo); part.lossTargets.append(target)
+        }
+        return part
+    }
 }
 
 /// MBHT (Yang et al., KDD'22): multi-scale transformer and multi-behavior hypergraph views of a
@@ -210,7 +221,7 @@ public final class MBHTModel: Module, @unchecked Sendable {
         let itemEmb = itemEmbedding.gatherRows(batch.items).reshaped([b, t, d])          // (B, T, d)
         let typeEmb = typeEmbedding.gatherRows(batch.types).reshaped([b, t, d])          // (B, T, d)
         var x = inputNorm(itemEmb + positionEmbedding + typeEmb)
-        x = x.dropout(c.hiddenDropout, training: ctx.training, rng: &ctx.rng)
+        x = ctx.dropout(x, c.hiddenDropout)
 
         var keepValues = [Float](repeating: 0, count: b * t)
         var keyMask = [[Bool]](repeating: [Bool](repeating: false, count: t), count: b)
@@ -394,9 +405,22 @@ public final class MBHTModel: Module, @unchecked Sendable {
         return ranked.prefix(k).map { (item: $0, score: s[$0]) }
     }
 
-    /// HitRate@1 over ranking examples (see `hitRateAt1`).
-    public func hitRate(_ examples: [MBHTRankingExample], batchSize: Int = 256) throws -> Double {
-        let s = try scores(histories: examples.map(\.history), candidates: examples.map(\.candidates), batchSize: batchSize)
-        return hitRateAt1(scores: s, candidates: examples.map(\.candidates), groundTruths: examples.map(\.groundTruth))
+    /// HitRate@1 over ranking examples (see `hitRateAt1`). With a data-parallel `group`, each
+    /// rank scores its whole batches (`DataParallelGroup.blocks`) and the hits are summed, so
+    /// every rank gets one process's figure.
+    public func hitRate(_ examples: [MBHTRankingExample], batchSize: Int = 256,
+                        group: (any DataParallelGroup)? = nil) throws -> Double {
+        guard let group, group.isDistributed else {
+            let s = try scores(histories: examples.map(\.history), candidates: examples.map(\.candidates), batchSize: batchSize)
+            return hitRateAt1(scores: s, candidates: examples.map(\.candidates), groundTruths: examples.map(\.groundTruth))
+        }
+        var hits = 0.0
+        for block in group.blocks(of: examples.count, block: batchSize) {
+            let part = Array(examples[block])
+            let s = try scores(histories: part.map(\.history), candidates: part.map(\.candidates), batchSize: batchSize)
+            hits += hitsAt1(scores: s, candidates: part.map(\.candidates), groundTruths: part.map(\.groundTruth))
+        }
+        let total = group.allReduceSum([hits])[0]
+        return examples.isEmpty ? 0 : total / Double(examples.count)
     }
 }

@@ -60,6 +60,11 @@ public struct MBHTTrainingData: Sendable {
 /// random tie-breaking), 0 otherwise.
 public func hitRateAt1(scores: [[Float]], candidates: [[Int]], groundTruths: [Int]) -> Double {
     guard !scores.isEmpty else { return 0 }
+    return hitsAt1(scores: scores, candidates: candidates, groundTruths: groundTruths) / Double(scores.count)
+}
+
+/// The sum `hitRateAt1` divides by the number of examples (ties counted fractionally).
+func hitsAt1(scores: [[Float]], candidates: [[Int]], groundTruths: [Int]) -> Double {
     var total = 0.0
     for (i, s) in scores.enumerated() {
         guard let g = candidates[i].firstIndex(of: groundTruths[i]) else { continue }
@@ -68,5 +73,5 @@ public func hitRateAt1(scores: [[Float]], candidates: [[Int]], groundTruths: [In
         let ties = s.indices.filter { $0 != g && s[$0] == s[g] }.count
         total += 1 / Double(1 + ties)
     }
-    return total / Double(scores.count)
+    return total
 }

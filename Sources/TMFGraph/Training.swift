@@ -76,14 +76,22 @@ extension MBHTModel {
     /// Deterministic for a given `parameters.seed` and thread count. The library never prints:
     /// progress goes to `progress`, which may return `.stop`. Checks `Task.isCancelled` every step.
     ///
+    /// Data-parallel with `group` (every rank calls `train` with the same arguments): each rank
+    /// draws the same global batch and masks, runs its slice of the sequences (dropout drawn as
+    /// one process would), weights its loss by its share of the batch's predicted positions, and
+    /// the gradients are summed in one all-reduce per step before every rank takes the same Adam
+    /// step; validation is sharded by whole batches and a stop any rank asks for is agreed.
+    ///
     /// - Parameters:
     ///   - data: per-user training sequences (item and behavior indices in range).
     ///   - validation: ranking examples for early stopping; empty = train all epochs.
+    ///   - group: the data-parallel ranks (nil: this process alone).
     /// - Throws: `GraphError.invalidInput` for bad indices or no training examples;
     ///   `GraphError.cancelled` when the task is cancelled (the best weights so far are kept).
     @discardableResult
     public func train(_ data: MBHTTrainingData, validation: [MBHTRankingExample] = [],
                       parameters: MBHTTrainingParameters = MBHTTrainingParameters(),
+                      group: (any DataParallelGroup)? = nil,
                       progress: (MBHTTrainingEvent) -> MBHTTrainingControl = { _ in .proceed }) throws -> MBHTTrainingReport {
         let c = configuration
         for s in data.sequences { try checkHistory(s) }
@@ -134,17 +142,31 @@ extension MBHTModel {
                 let batch = trainingBatch(examples, rng: &rng)
                 var ctx = ForwardContext(training: true, rng: SeededRNG(seed: rng.next()))
                 optimizer.zeroGrad()
-                let loss = self.loss(batch, &ctx)
-                let value = loss.item
-                loss.backward()
+                let value: Float
+                if let group, group.isDistributed {
+                    // This rank's sequences; its mean loss weighted by its share of the predictions.
+                    let mine = group.slice(of: batch.size)
+                    ctx.part = (mine, batch.size)
+                    var local: Float = 0
+                    if !mine.isEmpty {
+                        let part = batch.sequences(mine)
+                        let loss = self.loss(part, &ctx).scale(Float(part.lossRows.count) / Float(batch.lossRows.count))
+                        local = loss.item
+                        loss.backward()
+                    }
+                    value = group.sumGradients(of: self.parameters, loss: local)
+                } else {
+                    let loss = self.loss(batch, &ctx)
+                    value = loss.item
+                    loss.backward()
+                }
                 zeroFrozenGradients()
                 update.apply(to: self.parameters, step: 0)
                 zeroFrozenRows()
                 lossSum += Double(value)
                 stepsDone += 1
-                if progress(.step(epoch: epoch, step: step + 1, stepsPerEpoch: stepsPerEpoch, loss: value)) == .stop {
-                    report.stoppedByCallback = true
-                }
+                let stop = progress(.step(epoch: epoch, step: step + 1, stepsPerEpoch: stepsPerEpoch, loss: value)) == .stop
+                if group?.any(stop) ?? stop { report.stoppedByCallback = true }
                 if report.stoppedByCallback { break }
             }
             let meanLoss = Float(lossSum / Double(max(stepsDone, 1)))
@@ -152,7 +174,7 @@ extension MBHTModel {
             report.epochLosses.append(meanLoss)
             var hit: Double? = nil
             if !validation.isEmpty && (epoch % params.validateEvery == 0 || epoch == params.epochs) {
-                let h = try hitRate(validation)
+                let h = try hitRate(validation, group: group)
                 hit = h
                 report.validation.append(MBHTValidationPoint(epoch: epoch, hitRate: h))
                 if report.bestHitRate.map({ h > $0 }) ?? true {
@@ -168,7 +190,9 @@ extension MBHTModel {
             }
             let control = progress(.epochFinished(epoch: epoch, meanLoss: meanLoss, validationHitRate: hit,
                                                   seconds: Date().timeIntervalSince(epochStart)))
-            if control == .stop || report.stoppedByCallback { report.stoppedByCallback = true; break epochs }
+            if group?.any(control == .stop) ?? (control == .stop) || report.stoppedByCallback {
+                report.stoppedByCallback = true; break epochs
+            }
             if hit != nil && sinceBest >= params.patience {
                 report.stoppedEarly = true
                 _ = progress(.stoppedEarly(epoch: epoch, bestEpoch: report.bestEpoch, bestHitRate: report.bestHitRate ?? 0))

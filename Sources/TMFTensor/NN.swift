@@ -260,13 +260,30 @@ extension Tensor {
 extension Tensor {
     /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
     /// 1/(1−p). Identity when `p == 0` or `training` is false. Draws from `rng`.
-    public func dropout(_ p: Float, training: Bool = true, rng: inout SeededRNG) -> Tensor {
+    ///
+    /// `part`: this tensor holds rows `rows` (of its leading axis) of a batch of `total` rows
+    /// whose other rows other data-parallel ranks hold. The generator then draws the whole
+    /// batch's mask and uses this part's rows, so each rank drops exactly what one process
+    /// running the whole batch would, and `rng` ends in the same state.
+    public func dropout(_ p: Float, training: Bool = true, rng: inout SeededRNG,
+                        part: (rows: Range<Int>, total: Int)? = nil) -> Tensor {
         if !training || p == 0 { return self }
         precondition(p > 0 && p < 1, "dropout probability must be in [0, 1)")
         let scale = 1 / (1 - p)
         let mask = Tensor(uninitialized: shape)
         let mp = mask.pointer
+        let perRow = shape.isEmpty || shape[0] == 0 ? 0 : count / shape[0]
+        let (before, after): (Int, Int)
+        if let part {
+            precondition(part.rows.count == (shape.first ?? 0) && part.rows.upperBound <= part.total,
+                         "dropout part \(part.rows) of \(part.total) rows does not match shape \(shape)")
+            (before, after) = (part.rows.lowerBound * perRow, (part.total - part.rows.upperBound) * perRow)
+        } else {
+            (before, after) = (0, 0)
+        }
+        for _ in 0..<before { _ = rng.next() }
         for i in 0..<count { mp[i] = rng.nextFloat() < p ? 0 : scale }
+        for _ in 0..<after { _ = rng.next() }
         let out = Tensor.pointwise(self, mask, MulKernel.self)
         return out.record([self]) { [self] g in
             self.accumulateGrad(Tensor.pointwise(g, mask, MulKernel.self), owned: true)

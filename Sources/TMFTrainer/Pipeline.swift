@@ -170,7 +170,7 @@ public enum Pipeline {
         if group.isDistributed {
             // Rank 0's cache decides for every rank.
             group.barrier()
-            if group.allReduceSum([root && isCached ? 1 : 0])[0] > 0 {
+            if group.any(root && isCached) {
                 guard isCached else {
                     throw TrainerError.badModelFolder(path: url.path, reason: "rank \(group.rank) cannot read rank 0's pretrained model; the model folder must be on a file system every rank shares")
                 }
@@ -239,7 +239,7 @@ public enum Pipeline {
         // Under MPI, rank 0's cache decides for every rank (a rank must not find a cache rank 0
         // is about to write, while rank 0 waits for its share).
         if group.isDistributed {
-            let rootHas = group.allReduceSum([group.isRoot && cached() != nil ? 1 : 0])[0] > 0
+            let rootHas = group.any(group.isRoot && cached() != nil)
             if rootHas {
                 guard let (image, text) = cached() else {
                     throw TrainerError.badModelFolder(path: cacheFolder?.path ?? "", reason: "rank \(group.rank) cannot read rank 0's \(featuresFile); the model folder must be on a file system every rank shares")
@@ -332,17 +332,23 @@ public enum Pipeline {
         return c
     }
 
-    /// Trains MBHT (or reuses `graph.safetensors` when the data and configuration are unchanged).
-    public static func graph(dataset: Dataset, splits: SplitExamples, folder: URL, options: PipelineOptions,
-                             onEvent: (PipelineEvent) -> Void, shouldStop: @escaping () -> Bool) throws -> (MBHTModel, cached: Bool) {
+    /// Trains MBHT (or reuses `graph.safetensors` when the data and configuration are unchanged),
+    /// data-parallel over `group` (rank 0 alone reports, logs and saves). `completed` is false
+    /// when `shouldStop` stopped training; nothing is saved then.
+    static func graph(dataset: Dataset, splits: SplitExamples, folder: URL, options: PipelineOptions, group: ProcessGroup,
+                      onEvent: (PipelineEvent) -> Void, shouldStop: @escaping () -> Bool) throws -> (MBHTModel, cached: Bool, completed: Bool) {
         let config = graphConfiguration(dataset, length: options.graphSequenceLength)
         var params = options.graphTraining
         params.seed = options.training.seed
         let paramsJSON = String(decoding: try JSONEncoder.sorted.encode(params), as: UTF8.self)
         let fingerprint = config.fingerprint(extra: dataset.fingerprint + paramsJSON)
         let url = folder.appendingPathComponent(graphFile)
-        if MBHTCheckpoint.storedFingerprint(at: url) == fingerprint, let model = try? MBHTModel.load(from: url) {
-            return (model, true)
+        let cached = MBHTCheckpoint.storedFingerprint(at: url) == fingerprint ? try? MBHTModel.load(from: url) : nil
+        if group.any(group.isRoot && cached != nil) {  // rank 0's cache decides for every rank
+            guard let cached else {
+                throw TrainerError.badModelFolder(path: url.path, reason: "rank \(group.rank) cannot read rank 0's MBHT model; the model folder must be on a file system every rank shares")
+            }
+            return (cached, true, true)
         }
         let model = try MBHTModel(configuration: config, seed: params.seed)
         let sequences = graphSequences(dataset, splits: splits, length: options.graphSequenceLength)
@@ -350,14 +356,18 @@ public enum Pipeline {
                                       length: options.graphSequenceLength)
         let metrics = MetricsLog(folder: folder)
         var logFailure: Error?
-        try model.train(MBHTTrainingData(sequences: sequences.filter { $0.count >= 2 }), validation: valid, parameters: params) { e in
+        let report = try model.train(MBHTTrainingData(sequences: sequences.filter { $0.count >= 2 }), validation: valid,
+                                     parameters: params, group: group) { e in
+            guard group.isRoot else { return shouldStop() ? .stop : .proceed }
             onEvent(.graph(e))
             do { try metrics.append(e) } catch { logFailure = error; return .stop }
             return shouldStop() ? .stop : .proceed
         }
         if let logFailure { throw logFailure }
-        try model.save(to: url, dataFingerprint: dataset.fingerprint + paramsJSON)
-        return (model, false)
+        // A stopped run keeps no MBHT: the next one trains it again from the start.
+        if report.stoppedByCallback { return (model, false, false) }
+        if group.isRoot { try model.save(to: url, dataFingerprint: dataset.fingerprint + paramsJSON) }
+        return (model, false, true)
     }
 
     /// Loads the tokenizer of a Llama folder with the modality tokens added.
@@ -427,8 +437,8 @@ public enum Pipeline {
     }
 
     /// The `[pretrain]`, `[encode]` and `[graph]` stages (each reused when cached) and tmf.json.
-    /// Under MPI every rank calls it: rank 0 alone pretrains, trains MBHT and writes, while the
-    /// others wait and then read its results; CLIP encoding is split by items over all ranks.
+    /// Under MPI every rank calls it and each stage runs data-parallel (pretraining by windows,
+    /// CLIP encoding by items, MBHT by batches); rank 0 alone writes, and its caches decide.
     static func prepare(_ options: PipelineOptions, group: ProcessGroup, onEvent: (PipelineEvent) -> Void,
                         shouldStop: @escaping () -> Bool) throws -> Prepared {
         let fm = FileManager.default
@@ -437,12 +447,6 @@ public enum Pipeline {
         if root { try fm.createDirectory(at: folder, withIntermediateDirectories: true) }
         let dataset = try Dataset.load(from: options.dataset, options: LoadOptions(skipInvalid: options.skipInvalid))
         let splits = SplitExamples(dataset)
-        /// Rank 0's `flag`, on every rank (after the others waited for rank 0 to get here).
-        func rootSays(_ flag: Bool) -> Bool {
-            guard group.isDistributed else { return flag }
-            group.barrier()
-            return group.allReduceSum([root && flag ? 1 : 0])[0] > 0
-        }
 
         var llmURL = options.llm
         if let plan = options.pretrain {
@@ -462,12 +466,10 @@ public enum Pipeline {
         if options.stage == .encode { return .finished(true) }
 
         onEvent(.stage(.graph, cached: false))
-        var trained: (MBHTModel, cached: Bool)?
-        if root { trained = try graph(dataset: dataset, splits: splits, folder: folder, options: options, onEvent: onEvent, shouldStop: shouldStop) }
-        _ = rootSays(true)  // MBHT is saved
-        if !root { trained = try graph(dataset: dataset, splits: splits, folder: folder, options: options, onEvent: { _ in }, shouldStop: { false }) }
-        let (mbht, graphCached) = trained!
+        let (mbht, graphCached, graphCompleted) = try graph(dataset: dataset, splits: splits, folder: folder, options: options,
+                                                            group: group, onEvent: onEvent, shouldStop: shouldStop)
         if graphCached { onEvent(.stage(.graph, cached: true)) }
+        if !graphCompleted { return .finished(false) }
         // tmf.json from here on, so a `--stage graph` folder serves `tmf eval --baseline mbht`.
         let llmConfiguration = try LlamaConfiguration.load(directory: llmURL)
         let tokenizer = try tokenizer(llm: llmURL)

@@ -769,7 +769,7 @@ public final class Pretrainer {
                 keepGoing = onEvent(.checkpoint(step: step)) && keepGoing
             }
             // Under MPI a stop is agreed by every rank, so all leave after the same step.
-            if group.isDistributed { keepGoing = group.allReduceSum([keepGoing ? 0 : 1])[0] == 0 }
+            keepGoing = !group.any(!keepGoing)
         }
         let valid = validationLoss()
         if let valid { _ = onEvent(.evaluation(step: step, loss: valid)) }

@@ -14,14 +14,13 @@ public struct ProcessGroupError: Error, LocalizedError, Equatable {
 ///
 /// Started by `mpirun -np N tmf …`, `ProcessGroup.world` opens Open MPI's library (at run time:
 /// neither building nor a plain run needs MPI) and joins the job.
-public final class ProcessGroup: @unchecked Sendable {
+public final class ProcessGroup: DataParallelGroup, @unchecked Sendable {
     public let rank: Int
     public let size: Int
     /// Ranks on this host (for the default thread count).
     public let localSize: Int
 
     public var isRoot: Bool { rank == 0 }
-    public var isDistributed: Bool { size > 1 }
 
     private init(rank: Int, size: Int, localSize: Int) {
         self.rank = rank
@@ -135,21 +134,6 @@ public final class ProcessGroup: @unchecked Sendable {
         var buffer = rank == root ? bytes : [UInt8](repeating: 0, count: n)
         buffer.withUnsafeMutableBytes { check(tmf_mpi_broadcast($0.baseAddress!, n, Int32(root))) }
         return buffer
-    }
-
-    /// This rank's contiguous slice of `count` items (rank k takes the k-th of `size` near-equal
-    /// runs; empty when there are more ranks than items).
-    public func slice(of count: Int) -> Range<Int> {
-        let per = (count + size - 1) / size
-        let start = min(rank * per, count)
-        return start..<min(start + per, count)
-    }
-
-    /// The part of `0 ..< count` this rank takes when `count` items are dealt out in whole
-    /// blocks of `block` (block k to rank k mod size), as the indices it owns in order.
-    public func blocks(of count: Int, block: Int) -> [Range<Int>] {
-        let b = max(block, 1)
-        return stride(from: rank * b, to: count, by: size * b).map { $0..<min($0 + b, count) }
     }
 
     /// An MPI call that returned an error ends the job (MPI's default handler normally does first).

@@ -261,7 +261,7 @@ public final class LLMTrainer {
             }
             // A stop (Ctrl-C, SIGTERM: mpirun forwards it to every rank) is agreed on by all
             // ranks, so they leave after the same step.
-            if !last && (group.isDistributed ? group.allReduceSum([shouldStop() ? 1 : 0])[0] > 0 : shouldStop()) {
+            if !last && group.any(shouldStop()) {
                 if step % max(parameters.checkpointEvery, 1) != 0 {
                     if group.isRoot { try saveCheckpoint() }
                     onEvent(.checkpoint(step: step))

@@ -74,6 +74,24 @@ final class HardeningCommandTests: XCTestCase {
         }
     }
 
+    /// A signal during the `[graph]` stage stops MBHT's training without saving it (a half-trained
+    /// encoder must not be reused as the stage's result); the same command then trains it anew.
+    func testStopDuringTheGraphStageKeepsNoHalfTrainedEncoder() throws {
+        let s = try makeSetup()
+        let model = s.root.appendingPathComponent("model"), metrics = model.appendingPathComponent("metrics.jsonl")
+        let arguments = trainArguments(s, out: model, steps: 1) + ["--stage", "graph", "--graph-epochs", "200"]
+        let stopped = try runInterrupted(arguments, afterLines: 1, metrics: metrics, signal: SIGTERM)
+        XCTAssertNotEqual(stopped.status, 0, stopped.stderr)
+        XCTAssertTrue(stopped.stderr.contains("stopped before the LLM stage"), stopped.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: model.appendingPathComponent("graph.safetensors").path),
+                       "a stopped MBHT is not saved")
+        let again = try runTMF(arguments)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: model.appendingPathComponent("graph.safetensors").path))
+        let firstEpochs = try loggedRecords(model).filter { $0.contains(#""epoch":1,"#) && $0.contains(#""stage":"graph""#) }
+        XCTAssertEqual(firstEpochs.count, 2, "the second run trains MBHT from its first epoch: \(firstEpochs)")
+    }
+
     /// A second signal quits at once with 128 + its number, leaving only complete files under
     /// their final names; the next run removes the temporaries of dead runs (not a live
     /// process's) and a metrics line torn by the exit, and starts cleanly.

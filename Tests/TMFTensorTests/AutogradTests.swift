@@ -128,6 +128,22 @@ final class AutogradTests: XCTestCase {
         XCTAssertTrue(x.dropout(0.25, training: false, rng: &rng) === x)
     }
 
+    /// A data-parallel rank's rows of a batch drop exactly the elements one process dropping the
+    /// whole batch does, and every rank's generator ends where that process's does.
+    func testDropoutOfABatchPartMatchesTheWholeBatch() {
+        var r = SeededRNG(seed: 4)
+        let whole = Tensor.normal([5, 3, 4], rng: &r)
+        var rng = SeededRNG(seed: 9)
+        let reference = whole.dropout(0.3, rng: &rng).scalars
+        for rows in [0..<2, 2..<5, 4..<5, 0..<5] {
+            var partRNG = SeededRNG(seed: 9)
+            let part = whole.slice(axis: 0, rows).dropout(0.3, rng: &partRNG, part: (rows, 5))
+            XCTAssertEqual(part.scalars, Array(reference[(rows.lowerBound * 12)..<(rows.upperBound * 12)]), "rows \(rows)")
+            XCTAssertEqual(partRNG, rng, "rows \(rows): the generator ends as the whole batch's")
+        }
+        XCTAssertTrue(reference.contains(0) && reference.contains { $0 != 0 })
+    }
+
     func testCrossEntropyAllIgnoredIsNaNLikeTorch() {
         let logits = Tensor(zeros: [2, 3], requiresGrad: true)
         XCTAssertTrue(Tensor.crossEntropy(logits, targets: [-100, -100]).item.isNaN)
