@@ -22,6 +22,7 @@ let package = Package(
         .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("openblas")]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
+        .target(name: "CCrypto", linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CSentencePiece", exclude: ["README.md"],
                 linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
@@ -36,7 +37,7 @@ let package = Package(
         .target(name: "TMFCLIP", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
         .target(name: "TMFGraph", dependencies: ["TMFTensor", "TMFCheckpoint"], swiftSettings: release),
         .target(name: "TMFFusion", dependencies: ["TMFTensor"], swiftSettings: release),
-        .target(name: "TMFData", dependencies: ["TMFTensor", "TMFImage"], swiftSettings: release),
+        .target(name: "TMFData", dependencies: ["TMFTensor", "TMFImage", "CCrypto"], swiftSettings: release),
         .target(name: "TMFTrainer", dependencies: [
             "TMFTensor", "TMFCheckpoint", "TMFTokenizer", "TMFImage", "TMFLlama", "TMFLoRA", "TMFCLIP", "TMFGraph",
             "TMFFusion", "TMFData", "CMPI",

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One LoRA step's time on this machine: 1 process x 2 threads against 2 MPI ranks x 1 thread
-# (the cost of the all-reduce and of splitting each batch), on the bundled shop and model.
+# 1 process x 2 threads against 2 MPI ranks x 1 thread on this machine, on the bundled shop and
+# model: the [graph] stage's wall time (MBHT, data-parallel by batches) and one LoRA step's time
+# (the cost of the all-reduce and of splitting each batch).
 # Usage: bash Scripts/bench_mpi.sh WORK_DIR [STEPS]   (TMF: the binary, default .build/release/tmf)
-# Prints the median step time of each (rank 0's wall clock per step, from metrics.jsonl) and
-# the bytes all-reduced per step (the trainable parameters, Float32).
+# Prints the [graph] stage's seconds, the median step time of each (rank 0's wall clock per step,
+# from metrics.jsonl) and the bytes all-reduced per step (the trainable parameters, Float32).
 set -euo pipefail
 work=${1:?usage: bench_mpi.sh WORK_DIR [STEPS]}
 steps=${2:-40}
@@ -12,8 +13,16 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none  # fails in containers
 mkdir -p "$work"
 args=(train Fixtures/shop --steps "$steps" --batch-size 8 --graph-weight 0 --eval-limit 8 --quiet)
 rm -rf "$work/one" "$work/two"
+mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
+"$tmf" "${args[@]}" --out "$work/one" --threads 2 --stage encode
+"$tmf" "${args[@]}" --out "$work/two" --threads 2 --stage encode
+seconds() { local t0=$EPOCHREALTIME; "$@"; awk "BEGIN { print $EPOCHREALTIME - $t0 }"; }
+g1=$(seconds "$tmf" "${args[@]}" --out "$work/one" --threads 2 --stage graph)
+g2=$(seconds "${mpi[@]}" "$tmf" "${args[@]}" --out "$work/two" --threads 1 --stage graph)
+printf '[graph] stage (MBHT, %s epochs): 1 rank x 2 threads %.1f s; 2 ranks x 1 thread %.1f s\n' \
+  "$(grep -c '"stage":"graph"' "$work/one/metrics.jsonl")" "$g1" "$g2"
 "$tmf" "${args[@]}" --out "$work/one" --threads 2
-mpirun --allow-run-as-root --oversubscribe -np 2 "$tmf" "${args[@]}" --out "$work/two" --threads 1
+"${mpi[@]}" "$tmf" "${args[@]}" --out "$work/two" --threads 1
 python3 - "$work" <<'PY'
 import json, statistics, struct, sys
 work = sys.argv[1]

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode="${1:-test}"
-packages=(libopenblas-dev libsentencepiece-dev libpng-dev pkg-config)
+packages=(libopenblas-dev libsentencepiece-dev libpng-dev libssl-dev pkg-config)
 # Open MPI for the data-parallel tests (`mpirun -np 2 tmf …`); tmf opens libmpi at run time only
 # under mpirun, so building and plain runs do not need it.
 [ "$mode" = test ] && packages+=(openmpi-bin)

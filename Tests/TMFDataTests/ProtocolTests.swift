@@ -146,6 +146,24 @@ final class HashAndNormaliseTests: XCTestCase {
         XCTAssertEqual(m.hexDigest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
+    /// The hash is a value: a copy goes on from the same state without touching the original,
+    /// a digest does not end it, and slices and non-contiguous collections feed their bytes.
+    func testSHA256IsAValue() {
+        var a = SHA256()
+        a.update(string: "abcdbcdecdefdefgefghfghighij")
+        var b = a
+        b.update(Array("hijkijkljklmklmnlmnomnopnopq".utf8)[...])
+        XCTAssertEqual(b.hexDigest(), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(b.hexDigest(), b.hexDigest())
+        a.update("hijkijkljklmklmnlmnomnopnopq".utf8.lazy.map { $0 })
+        XCTAssertEqual(a.hexDigest(), b.hexDigest())
+        var c = SHA256()
+        c.update(string: "ab")
+        _ = c.hexDigest()
+        c.update([UInt8(ascii: "c")])
+        XCTAssertEqual(c.hexDigest(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
     func testNormalizeTitle() {
         XCTAssertEqual(normalizeTitle("  Red\t\tBIKE  Helmet \n"), "red bike helmet")
         XCTAssertEqual(normalizeTitle("Café  ÉCLAIR\u{00A0}Box"), "café éclair box")
