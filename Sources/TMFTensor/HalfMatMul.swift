@@ -41,6 +41,11 @@ public enum HalfMatMul {
         /// pair, so that CPUs without AVX512-BF16 can test it. Never chosen automatically.
         case avx512BF16Emulated = 5
 
+        /// Whether this path rounds the activation operand (`x`, or `dy` for the input gradient)
+        /// to bf16 before its products, as `vdpbf16ps` needs; the others widen the weights and
+        /// keep the activations in Float32.
+        public var roundsActivations: Bool { self == .avx512BF16 || self == .avx512BF16Emulated }
+
         public var description: String {
             switch self {
             case .portable: return "portable"

@@ -76,3 +76,14 @@ public func gradCheck(_ inputs: [Tensor], eps: Float = 1e-2, rtol: Float = 2e-2,
         assertClose(analytic, numeric, rtol: rtol, atol: atol, "input \(k) finite differences", file: file, line: line)
     }
 }
+
+/// Runs `body` with the 16-bit weight kernels on the best path this CPU has that keeps the
+/// activations in Float32 (so a bf16-stored model equals a Float32 one holding the same values,
+/// up to summation order), then lets the kernels choose from the CPU again. Returns that path.
+@discardableResult
+public func withWideningHalfPath<T>(_ body: (HalfMatMul.Path) throws -> T) rethrows -> T {
+    let path = [HalfMatMul.Path.avx512, .avx2].first(where: HalfMatMul.isSupported) ?? .portable
+    HalfMatMul.forcePath(path)
+    defer { HalfMatMul.forcePath(nil) }
+    return try body(path)
+}
