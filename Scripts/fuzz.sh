@@ -30,6 +30,8 @@ for t in $targets; do
   corpus="$build/corpus/$t" crashes="$build/crashes/$t"
   mkdir -p "$corpus" "$crashes"
   "$replayer" "$t" --seed "$corpus"
+  # Inputs that once crashed or leaked start every run, so the sanitizers replay them each time.
+  if [ -d "Fixtures/fuzz/regressions/$t" ]; then cp Fixtures/fuzz/regressions/"$t"/* "$corpus"/; fi
   log=$(mktemp)
   status=0
   TMF_FUZZ_TARGET=$t "$fuzzer" "$corpus" -max_total_time="$seconds" -runs="$runs" -rss_limit_mb=4096 -timeout=10 \

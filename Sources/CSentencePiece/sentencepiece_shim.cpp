@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <string>
 #include <unordered_map>
@@ -80,19 +81,16 @@ int tmf_sp_load_from_bytes(const void *bytes, size_t len, tmf_sp_processor **out
     if (!out) return TMF_SP_INVALID_ARGUMENT;
     *out = nullptr;
     return guarded(err, errlen, [&]() -> int {
-        auto *p = new tmf_sp_processor();
+        // Owned until handed over, so that an exception from the library frees it too.
+        std::unique_ptr<tmf_sp_processor> p(new tmf_sp_processor());
         auto st = p->sp.LoadFromSerializedProto(
             std::string_view(static_cast<const char *>(bytes), bytes ? len : 0));
-        if (!st.ok()) {
-            delete p;
-            return from_status(st, err, errlen);
-        }
+        if (!st.ok()) return from_status(st, err, errlen);
         if (p->sp.GetPieceSize() <= 0) {
-            delete p;
             set_err(err, errlen, "model has no pieces");
             return TMF_SP_INVALID_ARGUMENT;
         }
-        *out = p;
+        *out = p.release();
         return TMF_SP_OK;
     });
 }

@@ -64,4 +64,18 @@ final class RobustnessTests: XCTestCase {
             XCTAssertEqual(clip.encodePadded(text).inputIDs.count, 77)
         }
     }
+
+    /// A model whose piece is empty parses, then libsentencepiece's index builder (darts_clone)
+    /// throws: the shim turns that into `corruptModel` naming the cause, and frees the half-made
+    /// processor (found leaking by the fuzzer; `Scripts/fuzz.sh sentencepiece` replays it under
+    /// LeakSanitizer: Fixtures/fuzz/regressions/sentencepiece).
+    func testLibraryExceptionDuringLoadIsAClearError() throws {
+        let input = TokenizerFixtures.root.deletingLastPathComponent().appendingPathComponent("fuzz/regressions/sentencepiece/zero-length-piece")
+        let url = URL(fileURLWithPath: "/fixture/tokenizer.model")
+        XCTAssertThrowsError(try SentencePieceTokenizer(modelData: try Data(contentsOf: input), modelURL: url, specialTokens: [], spacing: .legacy)) { error in
+            guard case let TokenizerError.corruptModel(path, reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, url.path)
+            XCTAssertTrue(reason.contains("sentencepiece raised") && reason.contains("zero-length key"), reason)
+        }
+    }
 }
