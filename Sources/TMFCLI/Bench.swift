@@ -54,7 +54,8 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let threads = compute.effectiveThreads
         BLAS.setThreads(threads)
-        print("OpenBLAS kernels: \(BLAS.coreName)")
+        let timeout = ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"].map { "2^\($0) cycles (OPENBLAS_THREAD_TIMEOUT)" }
+        print("OpenBLAS kernels: \(BLAS.coreName); its workers spin \(timeout ?? "OpenBLAS's default time") after a call")
         #if DEBUG
         print("warning: debug build; run `swift build -c release` and bench the release binary for real figures")
         #endif

@@ -52,16 +52,28 @@ func printError(_ message: String) {
 
 extension TMFCommand {
     /// Restarts this process with `OPENBLAS_CORETYPE` set when OpenBLAS fell back to its generic
-    /// kernels on a CPU that runs faster ones (`BLAS.fasterCoreType`): OpenBLAS picks its kernels
-    /// when it loads, before any of our code runs, so the variable needs a new process. Does
-    /// nothing when `OPENBLAS_CORETYPE` is already set (a user's choice is kept) or
-    /// `TMF_KEEP_BLAS_CORE` is; returns (and runs on as it is) if the exec fails.
+    /// kernels on a CPU that runs faster ones (`BLAS.fasterCoreType`), and with
+    /// `OPENBLAS_THREAD_TIMEOUT` set where OpenBLAS's spinning workers would slow our own kernel
+    /// threads (`BLAS.workerSpinTimeout`): OpenBLAS reads both when it loads, before any of our
+    /// code runs, so they need a new process. A variable already set is kept (a user's choice);
+    /// nothing happens when `TMF_KEEP_BLAS_CORE` is set; returns (and runs on as it is) if the
+    /// exec fails.
     public static func useFasterBLASKernels() {
         let env = ProcessInfo.processInfo.environment
-        guard env["OPENBLAS_CORETYPE"] == nil, env["TMF_KEEP_BLAS_CORE"] == nil, let core = BLAS.fasterCoreType else { return }
-        setenv("OPENBLAS_CORETYPE", core, 1)
-        setenv("TMF_KEEP_BLAS_CORE", "1", 1)  // never twice, even if OpenBLAS ignores the variable
+        guard env["TMF_KEEP_BLAS_CORE"] == nil else { return }
+        var set: [String] = []
+        if env["OPENBLAS_CORETYPE"] == nil, let core = BLAS.fasterCoreType {
+            setenv("OPENBLAS_CORETYPE", core, 1)
+            set.append("OPENBLAS_CORETYPE")
+        }
+        if env["OPENBLAS_THREAD_TIMEOUT"] == nil, let timeout = BLAS.workerSpinTimeout {
+            setenv("OPENBLAS_THREAD_TIMEOUT", timeout, 1)
+            set.append("OPENBLAS_THREAD_TIMEOUT")
+        }
+        guard !set.isEmpty else { return }
+        setenv("TMF_KEEP_BLAS_CORE", "1", 1)  // never twice, even if OpenBLAS ignores the variables
         execv("/proc/self/exe", CommandLine.unsafeArgv)
-        unsetenv("OPENBLAS_CORETYPE")
+        for name in set { unsetenv(name) }
+        unsetenv("TMF_KEEP_BLAS_CORE")
     }
 }

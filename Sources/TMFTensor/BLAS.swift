@@ -26,6 +26,17 @@ public enum BLAS {
         }
     }
 
+    /// The `OPENBLAS_THREAD_TIMEOUT` to run with: "4" (its minimum, 2⁴ cycles) on a CPU with
+    /// AVX512-BF16, nil elsewhere. OpenBLAS's workers spin for about 2²⁸ cycles after each call
+    /// before they sleep. Where bf16 weights run on our own kernel threads (the AVX512-BF16 path),
+    /// the attention's small sgemm calls come between those products, and the spinning workers
+    /// took cores from our threads: 110M bf16 on a 2-core Zen 4, alternated, medians of 4:
+    /// prefill 1,222 → 1,442 tok/s, LoRA step 491 → 552 tok/s; Float32 unchanged (all its
+    /// products are OpenBLAS's). OpenBLAS reads the variable when it loads.
+    public static var workerSpinTimeout: String? {
+        Kernels.hasAVX512BF16 ? "4" : nil
+    }
+
     /// Sets OpenBLAS's thread count (at least 1), and the same count for the elementwise and
     /// row kernels (`Kernels.threads`).
     public static func setThreads(_ n: Int) {
