@@ -1178,27 +1178,13 @@ void tmf_rows_axpy(const float *a, size_t lda, const float *p, size_t m, size_t 
 typedef struct { const float *w, *x; float *y; size_t in; int accumulate, path; } matvec_ctx;
 
 #if TMF_X86
+// One row after another: W is then a single stream through memory (four rows read side by side,
+// as this did before, were four short streams that the prefetchers followed badly on rows 768
+// long). Each row's sum is one chain of fused multiply-adds; out-of-order execution overlaps
+// the chains of consecutive rows.
 TMF_AVX512 static void matvec_avx512(const matvec_ctx *c, size_t o0, size_t o1) {
     const size_t n = c->in;
-    size_t o = o0;
-    for (; o + 4 <= o1; o += 4) {
-        const float *r0 = c->w + o * n, *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-        size_t k = 0;
-        for (; k + 16 <= n; k += 16) {
-            __m512 xv = _mm512_loadu_ps(c->x + k);
-            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + k), xv, a0);
-            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(r1 + k), xv, a1);
-            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(r2 + k), xv, a2);
-            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(r3 + k), xv, a3);
-        }
-        float t[4] = {_mm512_reduce_add_ps(a0), _mm512_reduce_add_ps(a1), _mm512_reduce_add_ps(a2), _mm512_reduce_add_ps(a3)};
-        for (; k < n; k++) {
-            t[0] += r0[k] * c->x[k]; t[1] += r1[k] * c->x[k]; t[2] += r2[k] * c->x[k]; t[3] += r3[k] * c->x[k];
-        }
-        for (int j = 0; j < 4; j++) c->y[o + j] = c->accumulate ? c->y[o + j] + t[j] : t[j];
-    }
-    for (; o < o1; o++) {
+    for (size_t o = o0; o < o1; o++) {
         const float *r = c->w + o * n;
         __m512 a = _mm512_setzero_ps();
         size_t k = 0;
