@@ -37,6 +37,15 @@ public enum BLAS {
         Kernels.hasAVX512BF16 ? "4" : nil
     }
 
+    /// Runs `body` with OpenBLAS on one thread (for products that callers run side by side on
+    /// their own threads), then restores its thread count.
+    public static func withOneThread<T>(_ body: () throws -> T) rethrows -> T {
+        let n = openblas_get_num_threads()
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(n) }
+        return try body()
+    }
+
     /// Sets OpenBLAS's thread count (at least 1), and the same count for the elementwise and
     /// row kernels (`Kernels.threads`).
     public static func setThreads(_ n: Int) {

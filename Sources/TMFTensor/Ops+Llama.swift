@@ -140,43 +140,83 @@ extension Tensor {
             return max(0, min(s, i + c + 1))
         }
         let out = Tensor(uninitialized: [b, t, hd])
-        // Probabilities [B, H, T, S], kept for backward; otherwise one [T, S] scratch.
-        let probs = Tensor(uninitialized: keep ? [b, heads, t, s] : [t, s])
         let qp = q.pointer, kp = k.pointer, vp = v.pointer, op = out.pointer
-        for bi in 0..<b {
+        // Without a tape, a causal prefill of many rows skips the scores no query can see: rows
+        // in blocks of 64, each against its visible keys (256 rows: 5/8 of the products).
+        let causalBlock = 64
+        let blocks = !keep && mask.causalOffset != nil && t >= 2 * causalBlock
+        // One (batch, head): scores into p [T, S], softmax, then its slice of `out`.
+        func head(_ bi: Int, _ h: Int, _ p: UnsafeMutablePointer<Float>) {
             let km = mask.keyMask?[bi]
-            for h in 0..<heads {
-                let kvh = h / group
-                let p = probs.pointer + (keep ? (bi * heads + h) * t * s : 0)
-                let qh = qp + bi * t * hd + h * d
-                let kh = kp + bi * sCap * kvd + kvh * d
-                let vh = vp + bi * sCap * kvd + kvh * d
-                // scores [T, S] = α · Q_h [T, D] · K_hᵀ [D, S] (one query: a matrix-vector product)
-                if t == 1 {
-                    tmf_rows_dot(kh, kvd, qh, s, d, alpha, p)
-                } else {
-                    BLAS.sgemm(transA: false, transB: true, m: t, n: s, k: d, alpha: alpha, a: qh, lda: hd,
-                               b: kh, ldb: kvd, beta: 0, c: p, ldc: s)
-                }
-                for i in 0..<t {
-                    let row = p + i * s, lim = limit(i)
-                    if let km { for j in 0..<lim where !km[j] { row[j] = -.infinity } }
-                    var anyVisible = lim > 0
-                    if anyVisible, let km { anyVisible = km[0..<lim].contains(true) }
-                    if anyVisible {
-                        tmf_softmax_rows(row, row, 1, lim)
-                        for j in lim..<s { row[j] = 0 }
-                    } else {
-                        for j in 0..<s { row[j] = 0 }
+            let kvh = h / group
+            let qh = qp + bi * t * hd + h * d
+            let kh = kp + bi * sCap * kvd + kvh * d
+            let vh = vp + bi * sCap * kvd + kvh * d
+            // scores [T, S] = α · Q_h [T, D] · K_hᵀ [D, S] (one query: a matrix-vector product)
+            if t == 1 {
+                tmf_rows_dot(kh, kvd, qh, s, d, alpha, p)
+            } else if blocks {
+                // Causal, no tape: each block of query rows against the keys it can see only.
+                for i0 in stride(from: 0, to: t, by: causalBlock) {
+                    let i1 = min(t, i0 + causalBlock), seen = limit(i1 - 1)
+                    if seen > 0 {
+                        BLAS.sgemm(transA: false, transB: true, m: i1 - i0, n: seen, k: d, alpha: alpha, a: qh + i0 * hd,
+                                   lda: hd, b: kh, ldb: kvd, beta: 0, c: p + i0 * s, ldc: s)
                     }
                 }
-                // out_h [T, D] = P [T, S] · V_h [S, D]
-                if t == 1 {
-                    tmf_rows_axpy(vh, kvd, p, s, d, op + bi * hd + h * d)
+            } else {
+                BLAS.sgemm(transA: false, transB: true, m: t, n: s, k: d, alpha: alpha, a: qh, lda: hd,
+                           b: kh, ldb: kvd, beta: 0, c: p, ldc: s)
+            }
+            for i in 0..<t {
+                let row = p + i * s, lim = limit(i)
+                if let km { for j in 0..<lim where !km[j] { row[j] = -.infinity } }
+                var anyVisible = lim > 0
+                if anyVisible, let km { anyVisible = km[0..<lim].contains(true) }
+                if anyVisible {
+                    tmf_softmax_rows(row, row, 1, lim)
+                    for j in lim..<s { row[j] = 0 }
                 } else {
-                    BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: s, a: p, lda: s, b: vh, ldb: kvd,
-                               beta: 0, c: op + bi * t * hd + h * d, ldc: hd)
+                    for j in 0..<s { row[j] = 0 }
                 }
+            }
+            // out_h [T, D] = P [T, S] · V_h [S, D]
+            if t == 1 {
+                tmf_rows_axpy(vh, kvd, p, s, d, op + bi * hd + h * d)
+            } else if blocks {
+                for i0 in stride(from: 0, to: t, by: causalBlock) {
+                    let i1 = min(t, i0 + causalBlock), seen = limit(i1 - 1)
+                    let o = op + bi * t * hd + i0 * hd + h * d
+                    if seen > 0 {
+                        BLAS.sgemm(transA: false, transB: false, m: i1 - i0, n: d, k: seen, a: p + i0 * s, lda: s, b: vh,
+                                   ldb: kvd, beta: 0, c: o, ldc: hd)
+                    } else {
+                        for r in 0..<(i1 - i0) { (o + r * hd).update(repeating: 0, count: d) }
+                    }
+                }
+            } else {
+                BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: s, a: p, lda: s, b: vh, ldb: kvd,
+                           beta: 0, c: op + bi * t * hd + h * d, ldc: hd)
+            }
+        }
+        // Probabilities [B, H, T, S], kept for backward; otherwise a [T, S] scratch per worker.
+        let workers = keep || t == 1 ? 1 : min(BLAS.threads, b * heads)
+        let probs = Tensor(uninitialized: keep ? [b, heads, t, s] : [workers, t, s])
+        let pp = probs.pointer
+        if workers > 1 {
+            // Without a tape (prefill, evaluation), heads run side by side, each product on one
+            // thread: one small sgemm per head split over OpenBLAS's threads spent much of its
+            // time packing and waiting.
+            // Each worker writes only its heads' slices of `out` and its own scratch rows.
+            let task = UncheckedSendable { (w: Int) in
+                for job in stride(from: w, to: b * heads, by: workers) { head(job / heads, job % heads, pp + w * t * s) }
+            }
+            BLAS.withOneThread {
+                DispatchQueue.concurrentPerform(iterations: workers) { w in task.value(w) }
+            }
+        } else {
+            for bi in 0..<b {
+                for h in 0..<heads { head(bi, h, pp + (keep ? (bi * heads + h) * t * s : 0)) }
             }
         }
         guard keep else { return out }
@@ -233,4 +273,10 @@ extension Tensor {
         let w = shape.last ?? 1
         return reshaped([count / max(w, 1), w]).gatherRows(rows)
     }
+}
+
+/// A value handed to concurrently running code whose safety the caller ensures (disjoint writes).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

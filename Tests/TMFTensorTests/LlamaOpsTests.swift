@@ -56,6 +56,45 @@ final class LlamaOpsTests: XCTestCase {
         }
     }
 
+    /// A long prefill without a tape takes the fast path (heads side by side, causal row blocks
+    /// against their visible keys only): equal to the composed reference and to the taped path,
+    /// with padding, a causal offset, a cache longer than the keys used, and rows that see nothing.
+    func testLongPrefillWithoutTapeMatchesReferenceAndTapedPath() {
+        var rng = SeededRNG(seed: 4)
+        let (b, heads, kv, d) = (2, 4, 2, 8)
+        for (t, s, offset) in [(200, 200, 0), (150, 170, 20), (130, 130, -1)] {
+            let q = Tensor.normal([b, t, heads * d], rng: &rng)
+            let k = Tensor.normal([b, s + 7, kv * d], rng: &rng), v = Tensor.normal([b, s + 7, kv * d], rng: &rng)
+            var keyMask = [[Bool]](repeating: [Bool](repeating: true, count: s), count: b)
+            keyMask[0][0] = false; keyMask[0][1] = false; keyMask[1][s - 1] = false
+            let mask = AttentionMask(causalOffset: offset, keyMask: keyMask)
+            let fast = Tensor.groupedQueryAttention(q: q, k: k, v: v, heads: heads, kvHeads: kv, keyLength: s, mask: mask)
+            let ref = referenceAttention(q, k.slice(axis: 1, 0..<s), v.slice(axis: 1, 0..<s), heads: heads, kvHeads: kv,
+                                         causalOffset: offset, keyMask: keyMask)
+            let taped = Tensor.normal([1], rng: &rng, requiresGrad: true)
+            let qt = q + taped * Tensor(zeros: [1])  // the same values, on a tape
+            let slow = Tensor.groupedQueryAttention(q: qt, k: k, v: v, heads: heads, kvHeads: kv, keyLength: s, mask: mask)
+            XCTAssertFalse(fast.scalars.contains { $0.isNaN }, "t \(t)")
+            // Rows that see no key (the first rows, with offset 0 or -1 and the masked first
+            // keys) are zero, as the taped path makes them; the reference's softmax of nothing
+            // gives NaN there.
+            for bi in 0..<b {
+                for i in 0..<t {
+                    let seesNothing = !(0..<max(0, min(s, i + offset + 1))).contains { keyMask[bi][$0] }
+                    let row = (bi * t + i) * heads * d
+                    let f = Array(fast.scalars[row..<(row + heads * d)]), sl = Array(slow.scalars[row..<(row + heads * d)])
+                    assertClose(f, sl, rtol: 1e-5, atol: 1e-6, "taped path, t \(t) batch \(bi) row \(i)")
+                    if seesNothing {
+                        XCTAssertEqual(f, [Float](repeating: 0, count: heads * d), "row \(i)")
+                    } else {
+                        assertClose(f, Array(ref.scalars[row..<(row + heads * d)]), rtol: 1e-5, atol: 1e-6,
+                                    "reference, t \(t) batch \(bi) row \(i)")
+                    }
+                }
+            }
+        }
+    }
+
     func testAttentionKeyLengthAndFullyMaskedRows() {
         var rng = SeededRNG(seed: 3)
         let q = Tensor.normal([1, 2, 8], rng: &rng)
