@@ -141,10 +141,11 @@ extension Tensor {
         }
         let out = Tensor(uninitialized: [b, t, hd])
         let qp = q.pointer, kp = k.pointer, vp = v.pointer, op = out.pointer
-        // Without a tape, a causal prefill of many rows skips the scores no query can see: rows
-        // in blocks of 64, each against its visible keys (256 rows: 5/8 of the products).
+        // A causal pass of many rows skips the scores no query can see: rows in blocks of 64,
+        // each against its visible keys (256 rows: 5/8 of the products). The probabilities past
+        // a row's visible keys are zero either way, so the backward is unchanged.
         let causalBlock = 64
-        let blocks = !keep && mask.causalOffset != nil && t >= 2 * causalBlock
+        let blocks = mask.causalOffset != nil && t >= 2 * causalBlock
         // One (batch, head): scores into p [T, S], softmax, then its slice of `out`.
         func head(_ bi: Int, _ h: Int, _ p: UnsafeMutablePointer<Float>) {
             let km = mask.keyMask?[bi]
@@ -200,16 +201,16 @@ extension Tensor {
             }
         }
         // Probabilities [B, H, T, S], kept for backward; otherwise a [T, S] scratch per worker.
-        let workers = keep || t == 1 ? 1 : min(BLAS.threads, b * heads)
+        let workers = t == 1 ? 1 : min(BLAS.threads, b * heads)
         let probs = Tensor(uninitialized: keep ? [b, heads, t, s] : [workers, t, s])
         let pp = probs.pointer
         if workers > 1 {
-            // Without a tape (prefill, evaluation), heads run side by side, each product on one
-            // thread: one small sgemm per head split over OpenBLAS's threads spent much of its
-            // time packing and waiting.
-            // Each worker writes only its heads' slices of `out` and its own scratch rows.
+            // Heads run side by side, each product on one thread: one small sgemm per head split
+            // over OpenBLAS's threads spent much of its time packing and waiting. Each worker
+            // writes only its heads' slices of `out` and of the probabilities (or its own scratch).
+            // (The backward stays serial: spread over KV heads the same way it was slower here.)
             let task = UncheckedSendable { (w: Int) in
-                for job in stride(from: w, to: b * heads, by: workers) { head(job / heads, job % heads, pp + w * t * s) }
+                for job in stride(from: w, to: b * heads, by: workers) { head(job / heads, job % heads, pp + (keep ? job : w) * t * s) }
             }
             BLAS.withOneThread {
                 DispatchQueue.concurrentPerform(iterations: workers) { w in task.value(w) }

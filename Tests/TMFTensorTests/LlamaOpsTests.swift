@@ -56,9 +56,10 @@ final class LlamaOpsTests: XCTestCase {
         }
     }
 
-    /// A long prefill without a tape takes the fast path (heads side by side, causal row blocks
-    /// against their visible keys only): equal to the composed reference and to the taped path,
-    /// with padding, a causal offset, a cache longer than the keys used, and rows that see nothing.
+    /// A long causal pass (heads side by side, row blocks against their visible keys only):
+    /// equal to the composed reference, with and without a tape, with padding, a causal offset, a
+    /// cache longer than the keys used, and rows that see nothing; and its gradients equal the
+    /// reference's.
     func testLongPrefillWithoutTapeMatchesReferenceAndTapedPath() {
         var rng = SeededRNG(seed: 4)
         let (b, heads, kv, d) = (2, 4, 2, 8)
@@ -92,6 +93,15 @@ final class LlamaOpsTests: XCTestCase {
                     }
                 }
             }
+            guard offset == 20 else { continue }  // every row sees a key: the reference has no NaN
+            let (qg, kg, vg) = (q.copy(), k.slice(axis: 1, 0..<s).copy(), v.slice(axis: 1, 0..<s).copy())
+            for x in [qg, kg, vg] { x.requiresGrad = true }
+            let w = Tensor.normal([b, t, heads * d], rng: &rng)
+            (Tensor.groupedQueryAttention(q: qg, k: kg, v: vg, heads: heads, kvHeads: kv, mask: mask) * w).sum().backward()
+            let ours = [qg, kg, vg].map { $0.grad!.scalars }
+            for x in [qg, kg, vg] { x.grad = nil }
+            (referenceAttention(qg, kg, vg, heads: heads, kvHeads: kv, causalOffset: offset, keyMask: keyMask) * w).sum().backward()
+            for (i, x) in [qg, kg, vg].enumerated() { assertClose(ours[i], x.grad!.scalars, rtol: 1e-4, atol: 1e-5, "gradient \(i)") }
         }
     }
 
