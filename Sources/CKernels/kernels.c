@@ -237,6 +237,10 @@ void tmf_internal_parallel_for(tmf_range_fn fn, void *ctx, size_t total, size_t 
     parallel_for_polling(fn, ctx, total, align, min_part, latency_bound);
 }
 
+void tmf_parallel_for(void (*fn)(void *ctx, size_t begin, size_t end), void *ctx, size_t total) {
+    parallel_for(fn, ctx, total, 1, 1);
+}
+
 typedef struct { const void *src; void *dst; } copy_ctx;
 static void copy_range(void *c, size_t b, size_t e) {
     copy_ctx *k = c;

@@ -34,6 +34,21 @@ public enum Kernels {
         tmf_parallel_copy(destination, source, count * MemoryLayout<Float>.stride)
     }
 
+    /// Runs `body` over `0..<total` on the kernel threads, one contiguous part per thread (all
+    /// on the caller with one thread). The parts run concurrently: `body` must write only what
+    /// its own part owns.
+    public static func parallelFor(_ total: Int, _ body: (Range<Int>) -> Void) {
+        guard total > 0 else { return }
+        withoutActuallyEscaping(body) { body in
+            var part = body
+            withUnsafeMutablePointer(to: &part) { context in
+                tmf_parallel_for({ context, begin, end in
+                    context!.assumingMemoryBound(to: ((Range<Int>) -> Void).self).pointee(Int(begin)..<Int(end))
+                }, context, total)
+            }
+        }
+    }
+
     /// Whether the AVX-512 paths are active on this CPU.
     public static var hasAVX512: Bool { tmf_has_avx512() != 0 }
     /// Whether the CPU has AVX-512 BF16 dot products.

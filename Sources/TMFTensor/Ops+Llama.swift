@@ -144,81 +144,61 @@ extension Tensor {
         // A causal pass of many rows skips the scores no query can see: rows in blocks of 64,
         // each against its visible keys (256 rows: 5/8 of the products). The probabilities past
         // a row's visible keys are zero either way, so the backward is unchanged.
-        let causalBlock = 64
-        let blocks = mask.causalOffset != nil && t >= 2 * causalBlock
-        // One (batch, head): scores into p [T, S], softmax, then its slice of `out`.
+        let causalBlock = mask.causalOffset != nil && t >= 128 ? 64 : t
+        // One (batch, head): its rows, a block at a time, into p [T, S] (scores, then
+        // probabilities), and its slice of `out`.
         func head(_ bi: Int, _ h: Int, _ p: UnsafeMutablePointer<Float>) {
             let km = mask.keyMask?[bi]
             let kvh = h / group
             let qh = qp + bi * t * hd + h * d
             let kh = kp + bi * sCap * kvd + kvh * d
             let vh = vp + bi * sCap * kvd + kvh * d
-            // scores [T, S] = α · Q_h [T, D] · K_hᵀ [D, S] (one query: a matrix-vector product)
-            if t == 1 {
-                tmf_rows_dot(kh, kvd, qh, s, d, alpha, p)
-            } else if blocks {
-                // Causal, no tape: each block of query rows against the keys it can see only.
-                for i0 in stride(from: 0, to: t, by: causalBlock) {
-                    let i1 = min(t, i0 + causalBlock), seen = limit(i1 - 1)
-                    if seen > 0 {
-                        BLAS.sgemm(transA: false, transB: true, m: i1 - i0, n: seen, k: d, alpha: alpha, a: qh + i0 * hd,
-                                   lda: hd, b: kh, ldb: kvd, beta: 0, c: p + i0 * s, ldc: s)
-                    }
-                }
-            } else {
-                BLAS.sgemm(transA: false, transB: true, m: t, n: s, k: d, alpha: alpha, a: qh, lda: hd,
-                           b: kh, ldb: kvd, beta: 0, c: p, ldc: s)
-            }
-            for i in 0..<t {
-                let row = p + i * s, lim = limit(i)
-                if let km { for j in 0..<lim where !km[j] { row[j] = -.infinity } }
-                var anyVisible = lim > 0
-                if anyVisible, let km { anyVisible = km[0..<lim].contains(true) }
-                if anyVisible {
-                    tmf_softmax_rows(row, row, 1, lim)
-                    for j in lim..<s { row[j] = 0 }
+            for i0 in stride(from: 0, to: t, by: causalBlock) {
+                let i1 = min(t, i0 + causalBlock), seen = causalBlock < t ? limit(i1 - 1) : s
+                // scores [rows, seen] = α · Q_h [rows, D] · K_hᵀ [D, seen] (one query: a matrix-vector product)
+                if t == 1 {
+                    tmf_rows_dot(kh, kvd, qh, s, d, alpha, p)
                 } else {
-                    for j in 0..<s { row[j] = 0 }
+                    BLAS.sgemm(transA: false, transB: true, m: i1 - i0, n: seen, k: d, alpha: alpha, a: qh + i0 * hd,
+                               lda: hd, b: kh, ldb: kvd, beta: 0, c: p + i0 * s, ldc: s)
                 }
-            }
-            // out_h [T, D] = P [T, S] · V_h [S, D]
-            if t == 1 {
-                tmf_rows_axpy(vh, kvd, p, s, d, op + bi * hd + h * d)
-            } else if blocks {
-                for i0 in stride(from: 0, to: t, by: causalBlock) {
-                    let i1 = min(t, i0 + causalBlock), seen = limit(i1 - 1)
-                    let o = op + bi * t * hd + i0 * hd + h * d
-                    if seen > 0 {
-                        BLAS.sgemm(transA: false, transB: false, m: i1 - i0, n: d, k: seen, a: p + i0 * s, lda: s, b: vh,
-                                   ldb: kvd, beta: 0, c: o, ldc: hd)
+                for i in i0..<i1 {
+                    let row = p + i * s, lim = limit(i)
+                    if let km { for j in 0..<lim where !km[j] { row[j] = -.infinity } }
+                    var anyVisible = lim > 0
+                    if anyVisible, let km { anyVisible = km[0..<lim].contains(true) }
+                    if anyVisible {
+                        tmf_softmax_rows(row, row, 1, lim)
+                        for j in lim..<s { row[j] = 0 }
                     } else {
-                        for r in 0..<(i1 - i0) { (o + r * hd).update(repeating: 0, count: d) }
+                        for j in 0..<s { row[j] = 0 }
                     }
                 }
-            } else {
-                BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: s, a: p, lda: s, b: vh, ldb: kvd,
-                           beta: 0, c: op + bi * t * hd + h * d, ldc: hd)
+                // out_h [rows, D] = P [rows, seen] · V_h [seen, D] (no key seen: zeros)
+                if t == 1 {
+                    tmf_rows_axpy(vh, kvd, p, s, d, op + bi * hd + h * d)
+                } else {
+                    BLAS.sgemm(transA: false, transB: false, m: i1 - i0, n: d, k: seen, a: p + i0 * s, lda: s, b: vh,
+                               ldb: kvd, beta: 0, c: op + (bi * t + i0) * hd + h * d, ldc: hd)
+                }
             }
         }
-        // Probabilities [B, H, T, S], kept for backward; otherwise a [T, S] scratch per worker.
-        let workers = t == 1 ? 1 : min(BLAS.threads, b * heads)
-        let probs = Tensor(uninitialized: keep ? [b, heads, t, s] : [workers, t, s])
-        let pp = probs.pointer
-        if workers > 1 {
-            // Heads run side by side, each product on one thread: one small sgemm per head split
-            // over OpenBLAS's threads spent much of its time packing and waiting. Each worker
-            // writes only its heads' slices of `out` and of the probabilities (or its own scratch).
-            // (The backward stays serial: spread over KV heads the same way it was slower here.)
-            let task = UncheckedSendable { (w: Int) in
-                for job in stride(from: w, to: b * heads, by: workers) { head(job / heads, job % heads, pp + (keep ? job : w) * t * s) }
-            }
-            BLAS.withOneThread {
-                DispatchQueue.concurrentPerform(iterations: workers) { w in task.value(w) }
-            }
+        // Probabilities [B, H, T, S], kept for backward.
+        let probs = keep ? Tensor(uninitialized: [b, heads, t, s]) : nil
+        // Some (batch, head) jobs: each writes only its heads' slices of `out` and of the kept
+        // probabilities, or its own scratch.
+        func run(_ jobs: Range<Int>) {
+            let scratch = probs == nil ? Tensor(uninitialized: [t, s]) : nil
+            for job in jobs { head(job / heads, job % heads, probs.map { $0.pointer + job * t * s } ?? scratch!.pointer) }
+        }
+        if t > 1 && Kernels.threads > 1 {
+            // Heads side by side on the kernel threads, each product on one OpenBLAS thread: one
+            // small sgemm per head split over OpenBLAS's threads spent much of its time packing
+            // and waiting. (The backward stays serial: spread over KV heads the same way, it was
+            // slower here.)
+            BLAS.withOneThread { Kernels.parallelFor(b * heads, run) }
         } else {
-            for bi in 0..<b {
-                for h in 0..<heads { head(bi, h, pp + (keep ? (bi * heads + h) * t * s : 0)) }
-            }
+            run(0..<(b * heads))
         }
         guard keep else { return out }
         return out.record([q, k, v]) { g in
@@ -226,11 +206,11 @@ extension Tensor {
             let gq = q.requiresGrad ? q.gradBuffer().pointer : nil
             let gk = k.requiresGrad ? k.gradBuffer().pointer : nil
             let gv = v.requiresGrad ? v.gradBuffer().pointer : nil
-            let dS = Tensor(uninitialized: [t, s]), ds = dS.pointer
+            let dS = Tensor(uninitialized: [t, s]), ds = dS.pointer, kept = probs!.pointer
             for bi in 0..<b {
                 for h in 0..<heads {
                     let kvh = h / group
-                    let p = probs.pointer + (bi * heads + h) * t * s
+                    let p = kept + (bi * heads + h) * t * s
                     let qh = qp + bi * t * hd + h * d, goh = gp + bi * t * hd + h * d
                     let kh = kp + bi * sCap * kvd + kvh * d
                     let vh = vp + bi * sCap * kvd + kvh * d
@@ -276,8 +256,3 @@ extension Tensor {
     }
 }
 
-/// A value handed to concurrently running code whose safety the caller ensures (disjoint writes).
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}

@@ -34,6 +34,10 @@ int tmf_get_kernel_threads(void);
 /// for benchmarks).
 void tmf_parallel_copy(void *dst, const void *src, size_t bytes);
 
+/// Runs fn(ctx, begin, end) over [0, total) on the kernel threads, in one contiguous part per
+/// thread (all on the caller with one thread, or when the threads are busy with another job).
+void tmf_parallel_for(void (*fn)(void *ctx, size_t begin, size_t end), void *ctx, size_t total);
+
 /// y[i] = exp(x[i]) for n elements (x and y may alias). Relative error below 2e-7; inputs whose
 /// result is subnormal, zero or infinite, and NaN, get libm's expf.
 void tmf_vexp(const float *x, float *y, size_t n);
