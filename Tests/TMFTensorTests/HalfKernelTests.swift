@@ -80,8 +80,7 @@ final class HalfKernelTests: XCTestCase {
         let dx = w.withUnsafeBufferPointer { HalfMatMul.inputGradient(dy, weight: $0, .bf16, inFeatures: inF) }
         XCTAssertEqual(dx.shape, [2, 3, inF])
         // The automatic path: on a CPU with AVX512-BF16 it rounds the activation operand to bf16.
-        let runs = HalfMatMul.path(for: .bf16)
-        let rounds = runs.roundsActivations
+        let rounds = HalfMatMul.path(for: .bf16).roundsActivations
         let operand = rounds ? dy.scalars.map { BFloat16Bits($0).float } : dy.scalars
         let ref = Self.reference(inputGradient: true, a: operand, w: w, .bf16, m: 6, in: inF, out: outF)
         for j in 0..<dx.count {

@@ -60,7 +60,7 @@ final class LlamaOpsTests: XCTestCase {
     /// equal to the composed reference, with and without a tape, with padding, a causal offset, a
     /// cache longer than the keys used, and rows that see nothing; and its gradients equal the
     /// reference's.
-    func testLongPrefillWithoutTapeMatchesReferenceAndTapedPath() {
+    func testLongCausalPassMatchesReferenceWithAndWithoutTape() {
         var rng = SeededRNG(seed: 4)
         let (b, heads, kv, d) = (2, 4, 2, 8)
         for (t, s, offset) in [(200, 200, 0), (150, 170, 20), (130, 130, -1)] {

@@ -70,9 +70,11 @@ final class RobustnessTests: XCTestCase {
     /// processor (found leaking by the fuzzer; `Scripts/fuzz.sh sentencepiece` replays it under
     /// LeakSanitizer: Fixtures/fuzz/regressions/sentencepiece).
     func testLibraryExceptionDuringLoadIsAClearError() throws {
-        let input = TokenizerFixtures.root.deletingLastPathComponent().appendingPathComponent("fuzz/regressions/sentencepiece/zero-length-piece")
+        let input = TokenizerFixtures.root.deletingLastPathComponent()
+            .appendingPathComponent("fuzz/regressions/sentencepiece/zero-length-piece")
         let url = URL(fileURLWithPath: "/fixture/tokenizer.model")
-        XCTAssertThrowsError(try SentencePieceTokenizer(modelData: try Data(contentsOf: input), modelURL: url, specialTokens: [], spacing: .legacy)) { error in
+        let bytes = try Data(contentsOf: input)
+        XCTAssertThrowsError(try SentencePieceTokenizer(modelData: bytes, modelURL: url, specialTokens: [], spacing: .legacy)) { error in
             guard case let TokenizerError.corruptModel(path, reason) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(path, url.path)
             XCTAssertTrue(reason.contains("sentencepiece raised") && reason.contains("zero-length key"), reason)
