@@ -87,8 +87,8 @@ struct CLIPBench {
         }
         if let failure { throw failure }
         report("texts (batch \(batch)×\(t))", textGEMMs, textSeconds)
-        print("(GFLOP/s count the matrix products executed: \(gf(imageGEMMs.map(\.flops).reduce(0, +) / Double(batch)))"
-              + " GFLOP per image, \(gf(textGEMMs.map(\.flops).reduce(0, +) / Double(batch))) per text)")
+        print("(GFLOP/s count the matrix products executed: \(amount(imageGEMMs.map(\.flops).reduce(0, +) / Double(batch)))"
+              + " GFLOP per image, \(amount(textGEMMs.map(\.flops).reduce(0, +) / Double(batch))) per text)")
     }
 
     func report(_ label: String, _ gemms: [GEMM], _ seconds: Double) {
@@ -99,5 +99,7 @@ struct CLIPBench {
     }
 
     func gf(_ x: Double) -> String { String(format: "%.1f", x / 1e9) }
+    /// GFLOP to three significant figures: a tiny model's 0.00131 GFLOP per image is not "0.0".
+    func amount(_ x: Double) -> String { String(format: "%.3g", x / 1e9) }
     func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count) }
 }
