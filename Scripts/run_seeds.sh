@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The bundled shop's quality table, as the "beat the baselines" issue asks for it: full TMF
-# trained with three seeds (42, 7, 3; the first command's defaults otherwise), every model and
+# A dataset's quality table, as the "beat the baselines" issue asks for it: full TMF
+# trained with three seeds (42, 7, 3; the defaults otherwise), every model and
 # baseline evaluated on the same test candidate sets and prompt templates (evaluation seed 42),
 # MBHT per seed (its training follows the seed), every row also split by "target in history" / "new item" (Scripts/split_predictions.py).
-# A long run (6 min 10 s on 2 cores of a Zen 4), not a CI test.
-# Usage: bash Scripts/run_shop_seeds.sh [WORK_DIR]   (WORK_DIR defaults to /tmp/tmf-shop-seeds)
+# A long run (bundled shop: 6 min 10 s on 2 cores of a Zen 4), not a CI test.
+# Usage: bash Scripts/run_seeds.sh [WORK_DIR] [DATASET_DIR]
+#   WORK_DIR defaults to /tmp/tmf-seeds, DATASET_DIR to the bundled shop (Fixtures/shop). For
+#   MovieLens-100k: tmf import recbole ../shared/data/ml-100k /tmp/ml-100k, then
+#   bash Scripts/run_seeds.sh /tmp/ml-seeds /tmp/ml-100k
 set -euo pipefail
+work="$(realpath -m "${1:-/tmp/tmf-seeds}")"
+data="$(realpath "${2:-$(dirname "$0")/../Fixtures/shop}")"
 cd "$(dirname "$0")/.."
-work="${1:-/tmp/tmf-shop-seeds}"
 swift build -c release --product tmf
 tmf="$(swift build -c release --show-bin-path)/tmf"
 mkdir -p "$work"
@@ -15,7 +19,7 @@ start=$(date +%s)
 files=()
 for s in 42 7 3; do
   rm -rf "$work/s$s"
-  "$tmf" train --out "$work/s$s" --seed "$s" --quiet
+  "$tmf" train "$data" --out "$work/s$s" --seed "$s" --quiet
   echo "== seed $s: ranking (graph prior), ranking (LLM alone), generation =="
   "$tmf" eval "$work/s$s" --seed 42 --rank --quiet --predictions "$work/s$s/rank.jsonl"
   "$tmf" eval "$work/s$s" --seed 42 --rank --graph-weight 0 --quiet --predictions "$work/s$s/rank-llm.jsonl"
@@ -30,5 +34,5 @@ for b in popular random; do
   files+=("$work/$b.jsonl")
 done
 echo "== HitRate@1 by target =="
-python3 Scripts/split_predictions.py Fixtures/shop "${files[@]}"
+python3 Scripts/split_predictions.py "$data" "${files[@]}"
 echo "== wall clock: $(( $(date +%s) - start )) s on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores =="
