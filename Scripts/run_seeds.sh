@@ -3,7 +3,7 @@
 # trained with three seeds (42, 7, 3; the defaults otherwise), every model and
 # baseline evaluated on the same test candidate sets and prompt templates (evaluation seed 42),
 # MBHT per seed (its training follows the seed), every row also split by "target in history" / "new item" (Scripts/split_predictions.py).
-# A long run (bundled shop: 6 min 10 s on 2 cores of a Zen 4), not a CI test.
+# A long run (bundled shop: about 6 minutes on 2 cores of a Zen 4), not a CI test.
 # Usage: bash Scripts/run_seeds.sh [WORK_DIR] [DATASET_DIR]
 #   WORK_DIR defaults to /tmp/tmf-seeds, DATASET_DIR to the bundled shop (Fixtures/shop). For
 #   MovieLens-100k: tmf import recbole ../shared/data/ml-100k /tmp/ml-100k, then
