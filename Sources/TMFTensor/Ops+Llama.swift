@@ -255,4 +255,3 @@ extension Tensor {
         return reshaped([count / max(w, 1), w]).gatherRows(rows)
     }
 }
-
