@@ -96,132 +96,162 @@ struct SynthItem {
     var popularity: Double
 }
 
-/// Writes a synthetic shop to `url` (which must not exist or be empty): `items.jsonl`,
-/// `interactions.csv`, `dataset.json` (view / cart / purchase) and one PNG per item.
-///
-/// Items have latent category, colour, audience (kids / women / men), brand and style. Titles
-/// name the brand, the category and a unique model name, and some of audience, colour and style;
-/// descriptions add more; for about 30% of items the colour shows only in the image (shape and
-/// border by category, fill by colour). Users have a consistent audience, two favourite colours,
-/// two favourite brands, a style and one or two favourite topics; their sessions view, add to cart
-/// and purchase items that follow the intent (topic, and the complement of the last purchase:
-/// helmet → bike shorts), the profile and the colour taste. Byte-identical for equal options.
-///
-/// - Throws: `DataError.invalidArgument` for bad sizes or a non-empty `url`, `DataError.io` or
-///   `ImageError` when writing fails.
-public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthReport {
-    guard options.users >= 1 else { throw DataError.invalidArgument("--users must be at least 1") }
-    guard options.items >= 11 else { throw DataError.invalidArgument("--items must be at least 11 (candidate sets hold 11 items)") }
-    guard (8...512).contains(options.imageSize) else { throw DataError.invalidArgument("image size must be 8...512") }
-    let fm = FileManager.default
-    if let existing = try? fm.contentsOfDirectory(atPath: url.path), !existing.isEmpty {
-        throw DataError.invalidArgument("\(url.path) exists and is not empty; choose a new folder or delete it first")
-    }
-    let images = url.appendingPathComponent("images")
-    do { try fm.createDirectory(at: images, withIntermediateDirectories: true) } catch {
-        throw DataError.io(path: images.path, reason: "cannot create folder (\(error.localizedDescription))")
-    }
+/// A synthetic user's latent profile.
+struct SynthProfile {
+    var audience: Int
+    var colors: [Int]
+    var brands: [Int]
+    var style: Int
+    var topics: [Int]
+}
+
+/// How the item of one purchase event was chosen, as `SynthOracle` needs it.
+enum SynthChoice {
+    /// Viewed and carted in the same session before the purchase: the item is this one.
+    case known(Int)
+    /// A direct purchase: `SynthShop.pick(category, strict: true)`, re-drawn up to six times
+    /// while it lands in `rejected` (the session's views and everything touched before).
+    case picked(category: Int, rejected: Set<Int>)
+}
+
+/// One event of a synthetic user, in time order.
+struct SynthEvent {
+    var item: Int
+    var behavior: String
+    var time: Int
+    /// For purchases: how the item was chosen.
+    var choice: SynthChoice?
+}
+
+/// The synthetic shop's items and its generative process (`synthesizeShop` writes it,
+/// `SynthOracle` scores with it).
+struct SynthShop {
     typealias W = SynthWorld
+    let items: [SynthItem]
+    /// `items.jsonl`'s text.
+    let itemLines: String
+    let seed: UInt64
+    // Buckets for fast sampling: (category, audience, colour) → items, and coarser fallbacks.
+    let buckets: [[Int32]], byCatAud: [[Int32]], byCat: [[Int32]]
 
-    // Items.
-    var rng = SeededRNG(seed: options.seed, key: ["synth", "items"])
-    var items: [SynthItem] = []
-    items.reserveCapacity(options.items)
-    // Brands specialise: each topic has four brands, each brand two topics.
-    func brandFor(topic: Int, _ r: inout SeededRNG) -> Int { (topic * 3 + r.nextInt(below: 4)) % W.brands.count }
-    for i in 0..<options.items {
-        let category = i < W.categories.count ? i : rng.nextInt(below: W.categories.count)
-        var audience = rng.nextInt(below: 3)
-        let cat = W.categories[category].name
-        if cat == "yoga pants" || cat == "swimsuit", audience == 2, rng.nextFloat() < 0.5 { audience = 1 }
-        items.append(SynthItem(
-            category: category, color: rng.nextInt(below: W.colors.count), audience: audience,
-            brand: brandFor(topic: W.categories[category].topic, &rng), style: rng.nextInt(below: W.styles.count),
-            popularity: Double(0.9 * rng.nextNormal())))
-    }
-    var lines = ""
-    lines.reserveCapacity(options.items * 300)
-    for (i, it) in items.enumerated() {
-        let id = "I" + zeroPadded(i + 1, 6)
-        let color = W.colors[it.color].name
-        let cat = W.categories[it.category].name
-        // Where the colour shows: title (45%), description only (25%), image only (30%).
-        let r = rng.nextFloat()
-        let colorPlace = r < 0.45 ? 0 : (r < 0.70 ? 1 : 2)
-        let audienceInTitle = rng.nextFloat() < 0.7
-        let styleInTitle = rng.nextFloat() < 0.3
-        var title = [W.brands[it.brand]]
-        if audienceInTitle { title.append(W.audienceTitle[it.audience]) }
-        if colorPlace == 0 { title.append(color.prefix(1).uppercased() + color.dropFirst()) }
-        if styleInTitle { title.append(W.styles[it.style].prefix(1).uppercased() + W.styles[it.style].dropFirst()) }
-        title.append(cat.split(separator: " ").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined(separator: " "))
-        title.append(W.modelName(i, of: options.items))
-        var desc = "A \(W.styles[it.style]) \(cat) for \(W.audiences[it.audience]) by \(W.brands[it.brand])"
-        desc += colorPlace == 1 ? ", in \(color)." : "."
-        desc += " Made of \(W.materials[rng.nextInt(below: W.materials.count)])."
-        let topic = W.topics[W.categories[it.category].topic]
-        lines += "{\"item_id\": \(jsonString(id)), \"title\": \(jsonString(title.joined(separator: " "))), "
-            + "\"brand\": \(jsonString(W.brands[it.brand])), \"categories\": [\(jsonString(topic)), \(jsonString(cat))], "
-            + "\"description\": \(jsonString(desc)), \"image\": \"images/\(id).png\"}\n"
-        try synthImage(it, size: options.imageSize, rng: &rng)
-            .writePNG(to: images.appendingPathComponent("\(id).png"))
-    }
-    try writeAtomically(lines, to: url.appendingPathComponent("items.jsonl"))
-    try writeAtomically(DatasetConfig.standard.jsonText(), to: url.appendingPathComponent("dataset.json"))
+    /// Draws the items (and their pictures, handed to `image` with the item id).
+    init(options: SynthOptions, image: (String, RGBImage) throws -> Void) throws {
+        seed = options.seed
+        var rng = SeededRNG(seed: options.seed, key: ["synth", "items"])
+        var items: [SynthItem] = []
+        items.reserveCapacity(options.items)
+        // Brands specialise: each topic has four brands, each brand two topics.
+        func brandFor(topic: Int, _ r: inout SeededRNG) -> Int { (topic * 3 + r.nextInt(below: 4)) % W.brands.count }
+        for i in 0..<options.items {
+            let category = i < W.categories.count ? i : rng.nextInt(below: W.categories.count)
+            var audience = rng.nextInt(below: 3)
+            let cat = W.categories[category].name
+            if cat == "yoga pants" || cat == "swimsuit", audience == 2, rng.nextFloat() < 0.5 { audience = 1 }
+            items.append(SynthItem(
+                category: category, color: rng.nextInt(below: W.colors.count), audience: audience,
+                brand: brandFor(topic: W.categories[category].topic, &rng), style: rng.nextInt(below: W.styles.count),
+                popularity: Double(0.9 * rng.nextNormal())))
+        }
+        var lines = ""
+        lines.reserveCapacity(options.items * 300)
+        for (i, it) in items.enumerated() {
+            let id = "I" + zeroPadded(i + 1, 6)
+            let color = W.colors[it.color].name
+            let cat = W.categories[it.category].name
+            // Where the colour shows: title (45%), description only (25%), image only (30%).
+            let r = rng.nextFloat()
+            let colorPlace = r < 0.45 ? 0 : (r < 0.70 ? 1 : 2)
+            let audienceInTitle = rng.nextFloat() < 0.7
+            let styleInTitle = rng.nextFloat() < 0.3
+            var title = [W.brands[it.brand]]
+            if audienceInTitle { title.append(W.audienceTitle[it.audience]) }
+            if colorPlace == 0 { title.append(color.prefix(1).uppercased() + color.dropFirst()) }
+            if styleInTitle { title.append(W.styles[it.style].prefix(1).uppercased() + W.styles[it.style].dropFirst()) }
+            title.append(cat.split(separator: " ").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined(separator: " "))
+            title.append(W.modelName(i, of: options.items))
+            var desc = "A \(W.styles[it.style]) \(cat) for \(W.audiences[it.audience]) by \(W.brands[it.brand])"
+            desc += colorPlace == 1 ? ", in \(color)." : "."
+            desc += " Made of \(W.materials[rng.nextInt(below: W.materials.count)])."
+            let topic = W.topics[W.categories[it.category].topic]
+            lines += "{\"item_id\": \(jsonString(id)), \"title\": \(jsonString(title.joined(separator: " "))), "
+                + "\"brand\": \(jsonString(W.brands[it.brand])), \"categories\": [\(jsonString(topic)), \(jsonString(cat))], "
+                + "\"description\": \(jsonString(desc)), \"image\": \"images/\(id).png\"}\n"
+            try image(id, synthImage(it, size: options.imageSize, rng: &rng))
+        }
+        self.items = items
+        itemLines = lines
 
-    // Buckets for fast sampling: (category, audience, colour) → items.
-    let nb = W.categories.count * 3 * W.colors.count
-    var buckets = [[Int32]](repeating: [], count: nb)
-    var byCatAud = [[Int32]](repeating: [], count: W.categories.count * 3)
-    var byCat = [[Int32]](repeating: [], count: W.categories.count)
-    for (i, it) in items.enumerated() {
-        buckets[(it.category * 3 + it.audience) * W.colors.count + it.color].append(Int32(i))
-        byCatAud[it.category * 3 + it.audience].append(Int32(i))
-        byCat[it.category].append(Int32(i))
+        let nb = W.categories.count * 3 * W.colors.count
+        var buckets = [[Int32]](repeating: [], count: nb)
+        var byCatAud = [[Int32]](repeating: [], count: W.categories.count * 3)
+        var byCat = [[Int32]](repeating: [], count: W.categories.count)
+        for (i, it) in items.enumerated() {
+            buckets[(it.category * 3 + it.audience) * W.colors.count + it.color].append(Int32(i))
+            byCatAud[it.category * 3 + it.audience].append(Int32(i))
+            byCat[it.category].append(Int32(i))
+        }
+        self.buckets = buckets
+        self.byCatAud = byCatAud
+        self.byCat = byCat
     }
 
-    // Users.
-    let csvURL = url.appendingPathComponent("interactions.csv")
-    let tmp = url.appendingPathComponent(".interactions.csv.tmp")
-    _ = fm.createFile(atPath: tmp.path, contents: nil)
-    guard let out = FileHandle(forWritingAtPath: tmp.path) else {
-        throw DataError.io(path: tmp.path, reason: "cannot create file")
+    /// The items an item of `category` for audience `aud` in colour `col` is drawn from (coarser
+    /// when none match; empty only when the category has no items: then any item, uniformly).
+    func pool(category: Int, audience aud: Int, color col: Int) -> [Int32] {
+        var pool = buckets[(category * 3 + aud) * W.colors.count + col]
+        if pool.isEmpty { pool = byCatAud[category * 3 + aud] }
+        if pool.isEmpty { pool = byCat[category] }
+        return pool
     }
-    var buffer = "user_id,item_id,behavior,timestamp\n"
-    var events = 0
-    let digits = String(options.users).count
-    for u in 0..<options.users {
-        var r = SeededRNG(seed: options.seed, key: ["synth", "user", String(u)])
-        let uid = "U" + zeroPadded(u + 1, digits)
+
+    /// How much `profile` likes `item` before browsing noise: popularity, favourite brand, style.
+    func appeal(_ item: Int, _ profile: SynthProfile) -> Double {
+        let it = items[item]
+        var s = it.popularity
+        if profile.brands.contains(it.brand) { s += 1.5 }
+        if it.style == profile.style { s += 1.0 }
+        return s
+    }
+
+    /// An item of `category` for `profile`; `strict` follows the profile more closely (and has
+    /// no browsing noise).
+    func pick(_ category: Int, strict: Bool, profile: SynthProfile, _ r: inout SeededRNG) -> Int {
+        let aud = r.nextFloat() < (strict ? 0.95 : 0.8) ? profile.audience : r.nextInt(below: 3)
+        let col = r.nextFloat() < (strict ? 0.85 : 0.5)
+            ? profile.colors[r.nextInt(below: 2)] : r.nextInt(below: W.colors.count)
+        let pool = pool(category: category, audience: aud, color: col)
+        if pool.isEmpty { return r.nextInt(below: items.count) }
+        var best = -1
+        var bestScore = -Double.infinity
+        for _ in 0..<min(6, pool.count) {
+            let i = Int(pool[r.nextInt(below: pool.count)])
+            var s = appeal(i, profile)
+            s += strict ? 0 : -log(-log(max(r.nextDouble(), 1e-12)))  // Gumbel noise when browsing
+            if s > bestScore { bestScore = s; best = i }
+        }
+        return best
+    }
+
+    /// A direct purchase: an item the user has not seen (found elsewhere), so a strict pick is
+    /// re-drawn up to six times while it lands in `rejected`.
+    func directPurchase(_ category: Int, profile: SynthProfile, rejected: Set<Int>, _ r: inout SeededRNG) -> Int {
+        var buy = pick(category, strict: true, profile: profile, &r)
+        for _ in 0..<6 where rejected.contains(buy) { buy = pick(category, strict: true, profile: profile, &r) }
+        return buy
+    }
+
+    /// User `u`'s profile and events.
+    func user(_ u: Int) -> (profile: SynthProfile, events: [SynthEvent]) {
+        var r = SeededRNG(seed: seed, key: ["synth", "user", String(u)])
         let audience = [0, 1, 1, 2, 2][r.nextInt(below: 5)]
         let colors = [r.nextInt(below: W.colors.count), r.nextInt(below: W.colors.count)]
         let favBrands = [r.nextInt(below: W.brands.count), r.nextInt(below: W.brands.count)]
         let style = r.nextInt(below: W.styles.count)
         var topics = [r.nextInt(below: W.topics.count)]
         if r.nextFloat() < 0.5 { topics.append(r.nextInt(below: W.topics.count)) }
+        let profile = SynthProfile(audience: audience, colors: colors, brands: favBrands, style: style, topics: topics)
 
-        /// An item of `category` for this user; `strict` follows the profile more closely.
-        func pick(_ category: Int, strict: Bool, _ r: inout SeededRNG) -> Int {
-            let aud = r.nextFloat() < (strict ? 0.95 : 0.8) ? audience : r.nextInt(below: 3)
-            let col = r.nextFloat() < (strict ? 0.85 : 0.5) ? colors[r.nextInt(below: 2)] : r.nextInt(below: W.colors.count)
-            var pool = buckets[(category * 3 + aud) * W.colors.count + col]
-            if pool.isEmpty { pool = byCatAud[category * 3 + aud] }
-            if pool.isEmpty { pool = byCat[category] }
-            if pool.isEmpty { return r.nextInt(below: items.count) }
-            var best = -1
-            var bestScore = -Double.infinity
-            for _ in 0..<min(6, pool.count) {
-                let i = Int(pool[r.nextInt(below: pool.count)])
-                let it = items[i]
-                var s = it.popularity
-                if favBrands.contains(it.brand) { s += 1.5 }
-                if it.style == style { s += 1.0 }
-                s += strict ? 0 : -log(-log(max(r.nextDouble(), 1e-12)))  // Gumbel noise when browsing
-                if s > bestScore { bestScore = s; best = i }
-            }
-            return best
-        }
-
+        var events: [SynthEvent] = []
         var t = 1_700_000_000 + r.nextInt(below: 60 * 86_400)
         let sessions = 3 + r.nextInt(below: 5)
         var lastPurchase: Int? = nil
@@ -237,35 +267,81 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
             // the last two sessions).
             let x = r.nextFloat()
             let kind = x < 0.4 ? 0 : (x < 0.85 || s >= sessions - 2 ? 1 : 2)
-            var session: [(Int, String)] = []
+            var session: [(Int, String, SynthChoice?)] = []
             var viewed: [Int] = []
             for _ in 0..<(kind == 1 ? 1 + r.nextInt(below: 2) : 2 + r.nextInt(below: 3)) {
-                viewed.append(pick(category, strict: false, &r))
+                viewed.append(pick(category, strict: false, profile: profile, &r))
             }
-            for v in viewed { session.append((v, "view")) }
+            for v in viewed { session.append((v, "view", nil)) }
             switch kind {
             case 0:
-                let buy = pick(category, strict: true, &r)
-                session.insert((buy, "view"), at: r.nextInt(below: session.count + 1))
-                if r.nextFloat() < 0.5, let other = viewed.first, other != buy { session.append((other, "cart")) }
-                session.append((buy, "cart"))
-                session.append((buy, "purchase"))
+                let buy = pick(category, strict: true, profile: profile, &r)
+                session.insert((buy, "view", nil), at: r.nextInt(below: session.count + 1))
+                if r.nextFloat() < 0.5, let other = viewed.first, other != buy { session.append((other, "cart", nil)) }
+                session.append((buy, "cart", nil))
+                session.append((buy, "purchase", .known(buy)))
                 lastPurchase = items[buy].category
             case 1:
-                var buy = pick(category, strict: true, &r)
-                // A direct purchase is of an item the user has not seen (found elsewhere).
-                for _ in 0..<6 where viewed.contains(buy) || touched.contains(buy) { buy = pick(category, strict: true, &r) }
-                session.append((buy, "purchase"))
+                let rejected = touched.union(viewed)
+                let buy = directPurchase(category, profile: profile, rejected: rejected, &r)
+                session.append((buy, "purchase", .picked(category: category, rejected: rejected)))
                 lastPurchase = items[buy].category
             default:
-                if r.nextFloat() < 0.5 { session.append((viewed[0], "cart")) }
+                if r.nextFloat() < 0.5 { session.append((viewed[0], "cart", nil)) }
             }
-            for (item, behavior) in session {
+            for (item, behavior, choice) in session {
                 touched.insert(item)
                 t += 20 + r.nextInt(below: 300)
-                buffer += uid + ",I" + zeroPadded(item + 1, 6) + "," + behavior + "," + String(t) + "\n"
-                events += 1
+                events.append(SynthEvent(item: item, behavior: behavior, time: t, choice: choice))
             }
+        }
+        return (profile, events)
+    }
+}
+
+/// Writes a synthetic shop to `url` (which must not exist or be empty): `items.jsonl`,
+/// `interactions.csv`, `dataset.json` (view / cart / purchase) and one PNG per item.
+///
+/// Items have latent category, colour, audience (kids / women / men), brand and style. Titles
+/// name the brand, the category and a unique model name, and some of audience, colour and style;
+/// descriptions add more; for about 30% of items the colour shows only in the image (shape and
+/// border by category, fill by colour). Users have a consistent audience, two favourite colours,
+/// two favourite brands, a style and one or two favourite topics; their sessions view, add to cart
+/// and purchase items that follow the intent (topic, and the complement of the last purchase:
+/// helmet → bike shorts), the profile and the colour taste. Byte-identical for equal options.
+///
+/// - Throws: `DataError.invalidArgument` for bad sizes or a non-empty `url`, `DataError.io` or
+///   `ImageError` when writing fails.
+public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthReport {
+    try validate(options)
+    let fm = FileManager.default
+    if let existing = try? fm.contentsOfDirectory(atPath: url.path), !existing.isEmpty {
+        throw DataError.invalidArgument("\(url.path) exists and is not empty; choose a new folder or delete it first")
+    }
+    let images = url.appendingPathComponent("images")
+    do { try fm.createDirectory(at: images, withIntermediateDirectories: true) } catch {
+        throw DataError.io(path: images.path, reason: "cannot create folder (\(error.localizedDescription))")
+    }
+    let shop = try SynthShop(options: options) { id, picture in
+        try picture.writePNG(to: images.appendingPathComponent("\(id).png"))
+    }
+    try writeAtomically(shop.itemLines, to: url.appendingPathComponent("items.jsonl"))
+    try writeAtomically(DatasetConfig.standard.jsonText(), to: url.appendingPathComponent("dataset.json"))
+
+    let csvURL = url.appendingPathComponent("interactions.csv")
+    let tmp = url.appendingPathComponent(".interactions.csv.tmp")
+    _ = fm.createFile(atPath: tmp.path, contents: nil)
+    guard let out = FileHandle(forWritingAtPath: tmp.path) else {
+        throw DataError.io(path: tmp.path, reason: "cannot create file")
+    }
+    var buffer = "user_id,item_id,behavior,timestamp\n"
+    var events = 0
+    let digits = String(options.users).count
+    for u in 0..<options.users {
+        let uid = "U" + zeroPadded(u + 1, digits)
+        for e in shop.user(u).events {
+            buffer += uid + ",I" + zeroPadded(e.item + 1, 6) + "," + e.behavior + "," + String(e.time) + "\n"
+            events += 1
         }
         if buffer.utf8.count > 1 << 20 {
             out.write(Data(buffer.utf8))
@@ -278,6 +354,13 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
         throw DataError.io(path: csvURL.path, reason: String(cString: strerror(errno)))
     }
     return SynthReport(items: options.items, users: options.users, events: events)
+}
+
+/// Checks `SynthOptions`' sizes.
+func validate(_ options: SynthOptions) throws {
+    guard options.users >= 1 else { throw DataError.invalidArgument("--users must be at least 1") }
+    guard options.items >= 11 else { throw DataError.invalidArgument("--items must be at least 11 (candidate sets hold 11 items)") }
+    guard (8...512).contains(options.imageSize) else { throw DataError.invalidArgument("image size must be 8...512") }
 }
 
 /// The picture of an item: a light background, a shape (and border style) by category, filled
