@@ -21,8 +21,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Split to score: valid or test.")
     var split: String = "test"
 
-    @Option(help: "Baseline instead of the model's LLM: popular, random (need only --data) or mbht (the model's MBHT).")
+    @Option(help: "Baseline instead of the model's LLM: popular, random (need only --data), mbht (the model's MBHT) or oracle (a `tmf synth` shop's own process: its ceiling).")
     var baseline: String?
+
+    @Option(help: "With --baseline oracle: the --seed the shop was made with by `tmf synth`.")
+    var synthSeed: UInt64 = 1
 
     @Flag(help: "Decode only token paths that spell a candidate title (ValidRatio 1).")
     var constrained = false
@@ -67,8 +70,8 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         if Split(rawValue: split) == nil || split == "train" { throw ValidationError("--split must be valid or test") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
-        if let baseline, !["popular", "random", "mbht"].contains(baseline) {
-            throw ValidationError("unknown --baseline '\(baseline)'; use popular, random or mbht")
+        if let baseline, !["popular", "random", "mbht", "oracle"].contains(baseline) {
+            throw ValidationError("unknown --baseline '\(baseline)'; use popular, random, mbht or oracle")
         }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if batchSize > CommandLimits.batchSize { throw refuseLimit(batchSizeMessage(batchSize)) }
@@ -122,6 +125,15 @@ struct EvalCommand: ParsableCommand {
                 var scored: [(Example, [Int], [Double])] = []
                 if let kind = Baseline(rawValue: name) {
                     _ = try dataset.rank(baseline: kind, split: splitValue, seed: seedValue, limit: limit) { scored.append(($0, $1, $2)) }
+                } else if name == "oracle" {
+                    let oracle = try SynthOracle(options: SynthOracle.options(for: dataset, seed: synthSeed))
+                    guard oracle.matches(dataset) else {
+                        throw DataError.invalidArgument("\(dataPath.path) is not what `tmf synth --seed \(synthSeed)` writes for \(dataset.userIDs.count) users and \(dataset.items.count) items; --baseline oracle needs a synthetic shop and its --synth-seed")
+                    }
+                    for x in examples {
+                        let candidates = try dataset.candidates(for: x, seed: seedValue)
+                        scored.append((x, candidates, try oracle.scores(example: x, candidates: candidates, dataset: dataset)))
+                    }
                 } else {
                     let graphURL = folder.appendingPathComponent(Pipeline.graphFile)
                     guard FileManager.default.fileExists(atPath: graphURL.path) else {
