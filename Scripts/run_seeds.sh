@@ -2,7 +2,8 @@
 # A dataset's quality table, as the "beat the baselines" issue asks for it: full TMF
 # trained with three seeds (42, 7, 3; the defaults otherwise), every model and
 # baseline evaluated on the same test candidate sets and prompt templates (evaluation seed 42),
-# MBHT per seed (its training follows the seed), every row also split by "target in history" / "new item" (Scripts/split_predictions.py).
+# MBHT per seed (its training follows the seed), on a `tmf synth` shop its ceiling (--baseline oracle),
+# every row also split by "target in history" / "new item" (Scripts/split_predictions.py).
 # A long run (bundled shop: about 6 minutes on 2 cores of a Zen 4), not a CI test.
 # Usage: bash Scripts/run_seeds.sh [WORK_DIR] [DATASET_DIR]
 #   WORK_DIR defaults to /tmp/tmf-seeds, DATASET_DIR to the bundled shop (Fixtures/shop). For
@@ -33,6 +34,10 @@ for b in popular random; do
   "$tmf" eval "$work/s42" --seed 42 --baseline "$b" --rank --quiet --predictions "$work/$b.jsonl"
   files+=("$work/$b.jsonl")
 done
+echo "== the shop's ceiling (--baseline oracle: a tmf synth shop's own process, seed 1) =="
+if "$tmf" eval --data "$data" --seed 42 --baseline oracle --rank --quiet --predictions "$work/oracle.jsonl"; then
+  files+=("$work/oracle.jsonl")
+fi
 echo "== HitRate@1 by target =="
 python3 Scripts/split_predictions.py "$data" "${files[@]}"
 echo "== wall clock: $(( $(date +%s) - start )) s on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores =="
