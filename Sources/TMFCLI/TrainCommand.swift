@@ -48,6 +48,8 @@ struct TrainCommand: ParsableCommand {
     var modalities: String = "full"
     @Option(help: "History events per prompt (default 20; 3 with the bundled tiny Llama, 10 with a pretrained one).")
     var history: Int?
+    @Option(help: "Weight of a listwise ranking term beside the answer loss: a softmax over the candidates' title tokens, for models whose titles are one token each (the [pretrain] stage's: default 1; otherwise 0, the paper's loss alone).")
+    var rankLoss: Float?
     @Option(help: "Validate every N steps (0: at the end).")
     var evalEvery: Int = 0
     @Option(help: "Validation examples per validation.")
@@ -151,7 +153,7 @@ struct TrainCommand: ParsableCommand {
             }
             options.training = TrainingParameters(steps: totalSteps, threshold: t1, batchSize: batchSize, accumulation: gradAccum,
                                                   learningRate: learningRate, evalEvery: evalEvery, evalLimit: evalLimit, seed: seed,
-                                                  historyLength: historyLength)
+                                                  historyLength: historyLength, rankLossWeight: rankLoss ?? recipe.rankLossWeight)
             options.graphTraining.epochs = graphEpochs
             options.stage = Stage(rawValue: stage)!
             options.resume = resume

@@ -120,16 +120,39 @@ public final class Recommender: @unchecked Sendable {
     /// Mean next-token cross-entropy over the answer tokens of a batch of prompts encoded with
     /// their answers (Eq. 9-11), and the number of answer tokens.
     public func loss(_ prompts: [EncodedPrompt], level: TaskLevel) -> (loss: Tensor, tokens: Int) {
-        let batch = PromptBatch(prompts, vocabularySize: llm.configuration.vocabularySize) { $0.tokens.count }
+        let (loss, tokens, _) = losses(prompts, level: level, choices: [])
+        return (loss, tokens)
+    }
+
+    /// `loss`, and from the same forward pass the listwise ranking term of the prompts with a
+    /// `choice`: the mean cross-entropy of a softmax over their candidates' answer tokens at the
+    /// answer's first position (nil when no prompt has one).
+    /// - Parameter choices: empty, or one per prompt.
+    public func losses(_ prompts: [EncodedPrompt], level: TaskLevel,
+                       choices: [CandidateChoice?]) -> (loss: Tensor, tokens: Int, ranking: Tensor?) {
+        precondition(choices.isEmpty || choices.count == prompts.count, "one choice per prompt")
+        let vocabulary = llm.configuration.vocabularySize
+        let batch = PromptBatch(prompts, vocabularySize: vocabulary) { $0.tokens.count }
         var rows: [Int] = [], targets: [Int] = []
+        var picks: [Int] = [], truths: [Int] = [], width = 0  // flat (row, token) indices of the ranked logits
         for (b, p) in prompts.enumerated() {
+            if let choice = choices.isEmpty ? nil : choices[b] {
+                // The first answer token is predicted at the last prompt position, the next row.
+                precondition(width == 0 || width == choice.tokens.count, "equal candidate counts")
+                width = choice.tokens.count
+                picks += choice.tokens.map { rows.count * vocabulary + $0 }
+                truths.append(choice.truth)
+            }
             for (t, label) in p.labels.enumerated() where label != -100 {
                 rows.append(batch.row(b, t)); targets.append(label)
             }
         }
         let x = inputEmbeddings(batch, level: level)
         let logits = llm(.embeddings(x), attentionMask: batch.mask, logits: .rows(rows), training: true)  // (rows, vocab)
-        return (Tensor.crossEntropy(logits, targets: targets), targets.count)
+        let answer = Tensor.crossEntropy(logits, targets: targets)
+        guard !truths.isEmpty else { return (answer, targets.count, nil) }
+        let ranked = logits.reshaped([rows.count * vocabulary, 1]).gatherRows(picks).reshaped([truths.count, width])  // (ranked, candidates)
+        return (answer, targets.count, Tensor.crossEntropy(ranked, targets: truths))
     }
 
     /// Greedy answers (token ids, EOS and newline excluded) for prompts encoded without answers.
@@ -156,6 +179,14 @@ public final class Recommender: @unchecked Sendable {
             return llm.generate(prompt: .embeddings(x), attentionMask: batch.mask, parameters: params, logitsProcessor: processor)
         }
     }
+}
+
+/// A training prompt's candidates for the listwise ranking term: each candidate's one answer
+/// token, and the index of the true item among them.
+public struct CandidateChoice: Sendable, Equatable {
+    public var tokens: [Int]
+    public var truth: Int
+    public init(tokens: [Int], truth: Int) { self.tokens = tokens; self.truth = truth }
 }
 
 /// How a candidate's answer log-likelihood becomes its ranking score.

@@ -34,11 +34,17 @@ public struct TrainingParameters: Codable, Sendable, Equatable {
     public var seed: UInt64
     /// History events in a prompt.
     public var historyLength: Int
+    /// Weight λ of a listwise ranking term added to the answer-token loss: the cross-entropy of
+    /// a softmax over the candidates' answer tokens at the answer's first position, with the
+    /// true item as the label. Only for models whose titles are one token each (the `[pretrain]`
+    /// stage's), where it is the softmax over the candidates' title log-likelihoods that ranking
+    /// uses, without the end token; nil or 0: the paper's loss alone.
+    public var rankLossWeight: Float?
 
     public init(steps: Int = 300, threshold: Int? = nil, batchSize: Int = 8, accumulation: Int = 1,
                 learningRate: Float = 1e-3, warmupSteps: Int? = nil, minLearningRate: Float = 0, clipNorm: Float = 1,
                 weightDecay: Float = 0, evalEvery: Int = 0, evalLimit: Int = 100, checkpointEvery: Int = 50,
-                seed: UInt64 = 42, historyLength: Int = 20) {
+                seed: UInt64 = 42, historyLength: Int = 20, rankLossWeight: Float? = nil) {
         self.steps = steps
         self.threshold = threshold ?? steps / 3
         self.batchSize = batchSize
@@ -53,6 +59,7 @@ public struct TrainingParameters: Codable, Sendable, Equatable {
         self.checkpointEvery = checkpointEvery
         self.seed = seed
         self.historyLength = historyLength
+        self.rankLossWeight = rankLossWeight
     }
 
     /// Throws `TrainerError.invalidParameter` naming the bad value.
@@ -64,6 +71,7 @@ public struct TrainingParameters: Codable, Sendable, Equatable {
         if accumulation < 1 { throw bad("--grad-accum must be at least 1") }
         if !(learningRate > 0) || !learningRate.isFinite { throw bad("--lr must be a positive number") }
         if historyLength < 1 { throw bad("--history must be at least 1") }
+        if let w = rankLossWeight, !(w >= 0 && w.isFinite) { throw bad("--rank-loss must be a finite number ≥ 0") }
     }
 }
 
@@ -168,8 +176,10 @@ public final class LLMTrainer {
         let trainable = ParameterGroup.trainable(at: level)
         let builder = PromptBuilder(dataset: dataset)
         var total: Float = 0, tokens = 0
+        let rankWeight = parameters.rankLossWeight ?? 0
         for _ in 0..<parameters.accumulation {
             var encoded: [EncodedPrompt] = []
+            var choices: [CandidateChoice?] = []
             for _ in 0..<parameters.batchSize {
                 let ex = splits.train[rng.nextInt(below: splits.train.count)]
                 let candidates = try dataset.candidates(for: ex, seed: parameters.seed)
@@ -177,22 +187,30 @@ public final class LLMTrainer {
                 let prompt = builder.prompt(for: ex, in: dataset, candidates: candidates, level: level, template: template,
                                             historyLength: parameters.historyLength)
                 encoded.append(try recommender.encoder.encode(prompt, withAnswer: true))
+                choices.append(rankWeight > 0 ? try titleTokenChoice(candidates: candidates, target: ex.target) : nil)
             }
             // Every rank draws and encodes the whole batch (the same draws as one process) and
-            // runs its contiguous slice; its mean loss counts by its share of the answer tokens,
-            // so the summed gradients are those of the whole batch's mean.
-            let mine = group.isDistributed ? Array(encoded[group.slice(of: encoded.count)]) : encoded
+            // runs its contiguous slice; its mean loss counts by its share of the answer tokens
+            // (the ranking term's by its share of the ranked prompts), so the summed gradients
+            // are those of the whole batch's mean.
+            let slice = group.isDistributed ? group.slice(of: encoded.count) : 0..<encoded.count
+            let mine = Array(encoded[slice])
             guard !mine.isEmpty else { continue }
-            let (loss, count) = recommender.loss(mine, level: level)
+            let (answerLoss, count, rankLoss) = recommender.losses(mine, level: level, choices: Array(choices[slice]))
             let share = group.isDistributed ? Float(count) / Float(max(answerTokenCount(encoded), 1)) : 1
-            let value = loss.item * share
+            var loss = answerLoss.scale(share)
+            if let rankLoss {
+                let ranked = Float(choices[slice].compactMap { $0 }.count), all = Float(choices.compactMap { $0 }.count)
+                loss = loss + rankLoss.scale(rankWeight * ranked / all)
+            }
+            let value = loss.item
             if !group.isDistributed {
                 guard value.isFinite else {
                     optimizer.zeroGrad()
                     throw TrainerError.nonFiniteLoss(step: tau, loss: value)
                 }
             }
-            loss.scale(share / Float(parameters.accumulation)).backward()
+            loss.scale(1 / Float(parameters.accumulation)).backward()
             total += value / Float(parameters.accumulation)
             tokens += mine.reduce(0) { $0 + $1.tokens.count }
         }
@@ -210,6 +228,18 @@ public final class LLMTrainer {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         return StepReport(step: step, level: level, loss: total, learningRate: rate,
                           tokensPerSecond: Double(tokens) / max(seconds, 1e-9), answerTokens: tokens)
+    }
+
+    /// The candidates' answer tokens and the true one's index, when every candidate title is one
+    /// token (else nil: the prompt has no ranking term).
+    func titleTokenChoice(candidates: [Int], target: Int) throws -> CandidateChoice? {
+        var tokens: [Int] = []
+        for c in candidates {
+            let ids = try recommender.encoder.tokenizer.encode(dataset.items[c].title, addBOS: false)
+            guard ids.count == 1 else { return nil }
+            tokens.append(ids[0])
+        }
+        return CandidateChoice(tokens: tokens, truth: candidates.firstIndex(of: target)!)
     }
 
     /// Validation HitRate on up to `evalLimit` validation examples (sharded over the group's ranks).

@@ -62,6 +62,8 @@ final class AnyDatasetCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: model.appendingPathComponent("llm.tmp").path))
         let spec = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("tmf.json"))) as? [String: Any])
         XCTAssertEqual(spec["llmSource"] as? String, "pretrained")
+        // Its titles are one token each: the recipe adds the listwise ranking term.
+        XCTAssertEqual((spec["training"] as? [String: Any])?["rankLossWeight"] as? Double, 1)
         XCTAssertEqual(spec["historyEligible"] as? Bool, false, "no user rates a film twice")
         XCTAssertEqual(spec["trainingRepeatRate"] as? Double, 0)
 
