@@ -28,9 +28,9 @@ public struct TrainingRecipe: Sendable, Equatable {
     /// HitRate@1 on MovieLens-100k: 0.390 with history 3 and 600 steps, 0.400 with 2,400 steps,
     /// 0.426 with history 10 and 1,200 steps, 0.406 with history 20; popularity 0.414). Its titles
     /// are one token each, so it trains with the listwise ranking term (weight 1): on
-    /// MovieLens-100k's validation split, mean of training seeds 42 / 7 / 3, the LLM alone ranks
-    /// 0.605 instead of 0.470 (weights 0.25 and 4 on seed 42: 0.615, 0.604; 1: 0.623; 0: 0.580),
-    /// and with the graph prior 0.648 as without it (0.649).
+    /// MovieLens-100k's validation split, mean of four runs (training seeds 42 / 7 / 3 on one
+    /// thread, 42 on two), the LLM alone ranks 0.593 instead of 0.497 (no run below 0.556, where
+    /// two of four were near 0.41 without it), and with the graph prior 0.651 as without it (0.653).
     public static let datasetModel = TrainingRecipe(loraTargets: loraTargetNames, loraRank: 16, learningRate: 5e-3,
                                                     historyLength: 10, steps: 1200, rankLossWeight: 1)
     /// A real checkpoint (`--llm`): the paper's and LLaRA's setting (q and v, rank 8, 20 events).
