@@ -90,6 +90,18 @@ final class RankLossTests: XCTestCase {
                                          parameters: TrainingParameters(steps: 10, threshold: 5, batchSize: 3, historyLength: 3,
                                                                         rankLossWeight: weight),
                                          folder: folder)
+            if titleTokens {
+                // The true candidate's token is the answer's first label, as the answer loss has it.
+                let builder = PromptBuilder(dataset: dataset)
+                for ex in trainer.splits.train.prefix(5) {
+                    let candidates = try dataset.candidates(for: ex, seed: 42)
+                    let choice = try XCTUnwrap(try trainer.titleTokenChoice(candidates: candidates, target: ex.target))
+                    let prompt = builder.prompt(for: ex, in: dataset, candidates: candidates, level: .hard, template: 2, historyLength: 3)
+                    let encoded = try recommender.encoder.encode(prompt, withAnswer: true)
+                    XCTAssertEqual(encoded.labels[encoded.promptLength - 1], choice.tokens[choice.truth])
+                    XCTAssertEqual(encoded.labels[encoded.promptLength], recommender.encoder.tokenizer.eosID)
+                }
+            }
             return try trainer.trainStep().loss
         }
         let plain = try firstLoss(weight: nil, titleTokens: true)
