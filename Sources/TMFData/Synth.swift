@@ -313,7 +313,7 @@ struct SynthShop {
 /// - Throws: `DataError.invalidArgument` for bad sizes or a non-empty `url`, `DataError.io` or
 ///   `ImageError` when writing fails.
 public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthReport {
-    try validate(options)
+    try options.validate()
     let fm = FileManager.default
     if let existing = try? fm.contentsOfDirectory(atPath: url.path), !existing.isEmpty {
         throw DataError.invalidArgument("\(url.path) exists and is not empty; choose a new folder or delete it first")
@@ -356,11 +356,13 @@ public func synthesizeShop(to url: URL, options: SynthOptions) throws -> SynthRe
     return SynthReport(items: options.items, users: options.users, events: events)
 }
 
-/// Checks `SynthOptions`' sizes.
-func validate(_ options: SynthOptions) throws {
-    guard options.users >= 1 else { throw DataError.invalidArgument("--users must be at least 1") }
-    guard options.items >= 11 else { throw DataError.invalidArgument("--items must be at least 11 (candidate sets hold 11 items)") }
-    guard (8...512).contains(options.imageSize) else { throw DataError.invalidArgument("image size must be 8...512") }
+extension SynthOptions {
+    /// Checks the sizes.
+    func validate() throws {
+        guard users >= 1 else { throw DataError.invalidArgument("--users must be at least 1") }
+        guard items >= 11 else { throw DataError.invalidArgument("--items must be at least 11 (candidate sets hold 11 items)") }
+        guard (8...512).contains(imageSize) else { throw DataError.invalidArgument("image size must be 8...512") }
+    }
 }
 
 /// The picture of an item: a light background, a shape (and border style) by category, filled

@@ -23,7 +23,7 @@ public struct SynthOracle: Sendable {
     /// Replays the process of `tmf synth` with `options` (the image size does not matter).
     /// - Throws: `DataError.invalidArgument` for bad sizes.
     public init(options: SynthOptions) throws {
-        try validate(options)
+        try options.validate()
         var small = options
         small.imageSize = 8  // pictures are drawn (they consume the seeded stream) and dropped
         let shop = try SynthShop(options: small) { _, _ in }
@@ -34,7 +34,7 @@ public struct SynthOracle: Sendable {
     /// The `SynthOptions` that `tmf synth --seed seed` used for `dataset` if its users and items
     /// are synthetic ones (the counts come from the dataset).
     public static func options(for dataset: Dataset, seed: UInt64) -> SynthOptions {
-        SynthOptions(users: dataset.userIDs.count, items: dataset.items.count, seed: seed, imageSize: 8)
+        SynthOptions(users: dataset.userIDs.count, items: dataset.items.count, seed: seed)
     }
 
     /// Whether `dataset` holds exactly this process's items (ids, titles) and events (users,

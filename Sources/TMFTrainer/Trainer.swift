@@ -233,13 +233,9 @@ public final class LLMTrainer {
     /// The candidates' answer tokens and the true one's index, when every candidate title is one
     /// token (else nil: the prompt has no ranking term).
     func titleTokenChoice(candidates: [Int], target: Int) throws -> CandidateChoice? {
-        var tokens: [Int] = []
-        for c in candidates {
-            let ids = try recommender.encoder.tokenizer.encode(dataset.items[c].title, addBOS: false)
-            guard ids.count == 1 else { return nil }
-            tokens.append(ids[0])
-        }
-        return CandidateChoice(tokens: tokens, truth: candidates.firstIndex(of: target)!)
+        let answers = try recommender.answerTokens(candidates, dataset: dataset)
+        guard answers.allSatisfy({ $0.count == 1 }) else { return nil }
+        return CandidateChoice(tokens: answers.map { $0[0] }, truth: candidates.firstIndex(of: target)!)
     }
 
     /// Validation HitRate on up to `evalLimit` validation examples (sharded over the group's ranks).
