@@ -184,12 +184,12 @@ struct EvalCommand: ParsableCommand {
             }
             if rank {
                 let norm = normalization.flatMap(LengthNormalization.init(rawValue:)) ?? trained.spec.normalization ?? Pipeline.defaultNormalization
-                let weight = graphWeight ?? trained.spec.graphWeight ?? 0
+                let weights = trained.spec.rankingWeights(override: graphWeight)
                 let metrics = try trained.recommender.rank(
                     dataset: dataset, examples: examples, seed: seedValue, historyLength: trained.spec.training.historyLength,
-                    normalization: norm, graph: weight > 0 ? trained.graph : nil, graphWeight: weight, batchSize: batchSize,
+                    normalization: norm, graph: weights.usesGraph ? trained.graph : nil, graphWeights: weights, batchSize: batchSize,
                     group: group, answer: { ex, candidates, scores in
-                        let s = scores.scores(norm, graphWeight: weight)
+                        let s = scores.scores(norm, graphWeight: weights(touched: dataset.touchedBefore(ex, anyOf: candidates)))
                         try writer?.ranked(ex, candidates, scores: s, rank: rankOf(truth: candidates.firstIndex(of: ex.target)!, scores: s),
                                            dataset: dataset)
                     }, progress: onProgress)

@@ -185,7 +185,7 @@ struct RecommendCommand: ParsableCommand {
             }
             let eligible = includeHistory || (!excludeHistory && (trained.spec.historyEligible ?? false))
             let norm = normalization.flatMap(LengthNormalization.init(rawValue:)) ?? trained.spec.normalization ?? Pipeline.defaultNormalization
-            let weight = graphWeight ?? trained.spec.graphWeight ?? 0
+            let weights = trained.spec.rankingWeights(override: graphWeight)
             let r = trained.recommender
             let level = r.modalities.hardestLevel
             let builder = PromptBuilder(dataset: dataset)
@@ -212,7 +212,7 @@ struct RecommendCommand: ParsableCommand {
                     sets.append(list)
                 }
                 var scored = r.scoreCandidates(encoded, answers: try sets.map { try r.answerTokens($0, dataset: dataset) }, level: level)
-                if weight > 0 {
+                if weights.usesGraph {
                     let g = try trained.graph.scores(histories: graphHistories, candidates: sets)
                     for i in scored.indices { scored[i].graphScores = g[i].map(Double.init) }
                 }
@@ -223,6 +223,8 @@ struct RecommendCommand: ParsableCommand {
                     generated = r.generate(encoded, level: level, constraints: tries).map { r.encoder.tokenizer.decode($0) }
                 }
                 for (i, q) in chunk.enumerated() {
+                    // The weight for a user who touched one of the candidates before, or not.
+                    let weight = weights(touched: sets[i].contains { q.items.contains($0) })
                     let probabilities = scored[i].probabilities(norm, graphWeight: weight)
                     var order = rankedCandidates(scored[i].scores(norm, graphWeight: weight))
                     if let text = generated[i] {

@@ -189,6 +189,10 @@ struct TrainCommand: ParsableCommand {
                     progress.line(String(format: "graph weight %g (chosen on validation): ranking HitRate@1 %.4f MRR %.4f; "
                                          + "LLM alone %.4f, MBHT alone %.4f", choice.weight, choice.chosen.hitRate1, choice.chosen.mrr,
                                          choice.trials[0].metrics.hitRate1, choice.graphAlone.hitRate1))
+                    progress.line(String(format: "graph weight by history: %g where the user touched a candidate before (%d examples), "
+                                         + "%g where not (%d); ranking HitRate@1 %.4f MRR %.4f", choice.byHistory.touched,
+                                         choice.touchedCount, choice.byHistory.untouched, choice.untouchedCount,
+                                         choice.combined.hitRate1, choice.combined.mrr))
                 case let .encoding(done, total):
                     progress.update("encoding items", done, total)
                 case let .graph(e):

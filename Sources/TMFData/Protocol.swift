@@ -102,6 +102,14 @@ extension Dataset {
         return Double(repeats) / Double(examples.count)
     }
 
+    /// Whether the user touched (any behavior) one of `candidates` before the example's target
+    /// event. Under the protocol's candidate sets (negatives the user never touched) that is
+    /// whether the target repeats a history item.
+    public func touchedBefore(_ example: Example, anyOf candidates: [Int]) -> Bool {
+        let set = Set(candidates.map(Int32.init))
+        return (userOffsets[example.user]..<example.event).contains { set.contains(eventItems[$0]) }
+    }
+
     /// The distinct items a user interacted with (any behavior, whole sequence, all splits).
     public func interactedItems(ofUser u: Int) -> Set<Int> {
         Set(userItems[userItemOffsets[u]..<userItemOffsets[u + 1]].map(Int.init))

@@ -55,24 +55,25 @@ extension Recommender {
 
     /// Ranks each example's candidate set by the LLM's answer log-likelihood (`scoreCandidates`)
     /// at this model's hardest level, on the same seeded candidate sets and prompts as `evaluate`,
-    /// optionally with MBHT's scores as a prior (`CandidateScores.scores(_:graphWeight:)`).
+    /// optionally with MBHT's scores as a prior (`CandidateScores.scores(_:graphWeight:)`), weighted
+    /// by whether the user touched one of the candidates before (`GraphWeights`).
     ///
     /// - Parameters:
     ///   - normalization: how log-likelihoods become scores.
     ///   - graph: MBHT, whose scores of each candidate set (history: the example's last
     ///     `maxSequenceLength` events) are attached to the `CandidateScores`; needed when
-    ///     `graphWeight` > 0.
-    ///   - graphWeight: weight of MBHT's log-softmax in the ranking score (0: the LLM alone).
+    ///     a weight is > 0.
+    ///   - graphWeights: weights of MBHT's log-softmax in the ranking score (0: the LLM alone).
     ///   - answer: called once per example, in order, with its candidate set and their scores.
     ///   - group: ranks that share the examples (whole batches each); the metrics are summed
     ///     over them, and `answer` sees this rank's examples only.
     ///   - progress: called with (done, total) after each batch; return false to stop early.
     public func rank(dataset: Dataset, examples: [Example], seed: UInt64, historyLength: Int,
-                     normalization: LengthNormalization, graph: MBHTModel? = nil, graphWeight: Double = 0,
+                     normalization: LengthNormalization, graph: MBHTModel? = nil, graphWeights: GraphWeights = GraphWeights(0),
                      batchSize: Int = 8, group: ProcessGroup = .single,
                      answer: ((Example, [Int], CandidateScores) throws -> Void)? = nil,
                      progress: ((Int, Int) -> Bool)? = nil) throws -> RankMetrics {
-        precondition(graphWeight == 0 || graph != nil, "a graph weight needs the graph model")
+        precondition(!graphWeights.usesGraph || graph != nil, "a graph weight needs the graph model")
         var metrics = RankMetrics()
         try forEachPromptBatch(dataset: dataset, examples: examples, seed: seed, historyLength: historyLength,
                                batchSize: batchSize, group: group, progress: progress) { chunk, encoded, candidateSets in
@@ -87,8 +88,9 @@ extension Recommender {
                 for i in scored.indices { scored[i].graphScores = g[i].map(Double.init) }
             }
             for (i, ex) in chunk.enumerated() {
+                let weight = graphWeights(touched: dataset.touchedBefore(ex, anyOf: candidateSets[i]))
                 metrics.add(rank: rankOf(truth: candidateSets[i].firstIndex(of: ex.target)!,
-                                         scores: scored[i].scores(normalization, graphWeight: graphWeight)))
+                                         scores: scored[i].scores(normalization, graphWeight: weight)))
                 try answer?(ex, candidateSets[i], scored[i])
             }
         }

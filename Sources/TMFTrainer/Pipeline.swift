@@ -46,8 +46,19 @@ public struct ModelSpec: Codable, Sendable, Equatable {
     /// end of training or given with `--graph-weight`. nil (folders from before it, or training
     /// not finished): 0, the LLM alone.
     public var graphWeight: Double?
+    /// The weights by kind of request (`GraphWeights`: the user touched a candidate before, or
+    /// not), chosen on validation with `graphWeight`. nil (folders from before it, or a weight
+    /// given with `--graph-weight`): `graphWeight` for both.
+    public var graphWeights: GraphWeights?
 
     public static let fileName = "tmf.json"
+
+    /// The ranking weights to use: `override` (`--graph-weight`) for both kinds when given, else
+    /// `graphWeights`, else `graphWeight` (0 when unset).
+    public func rankingWeights(override: Double? = nil) -> GraphWeights {
+        if let override { return GraphWeights(override) }
+        return graphWeights ?? GraphWeights(graphWeight ?? 0)
+    }
 
     /// Reads `tmf.json` from a model folder.
     /// - Throws: `TrainerError.badModelFolder` for a missing or unreadable file.
@@ -409,9 +420,11 @@ public enum Pipeline {
         if completed {
             if let w = options.graphWeight {
                 spec.graphWeight = w
+                spec.graphWeights = nil
             } else {
                 guard let w = try chooseGraphWeight(folder: folder, onEvent: onEvent, shouldStop: shouldStop) else { return false }
-                spec.graphWeight = w
+                spec.graphWeight = w.weight
+                spec.graphWeights = w.byHistory
             }
             try spec.save(folder: folder)
         }
@@ -507,14 +520,16 @@ public enum Pipeline {
 
 extension Pipeline {
     /// Ranks the validation split with the trained model in `folder` (its best checkpoint) and
-    /// MBHT's scores, and picks the graph prior's weight (`GraphPrior.choose`): 0 when there are
+    /// MBHT's scores, and picks the graph prior's weights (`GraphPrior.choose`): 0 when there are
     /// no validation examples, nil when stopped by `shouldStop`.
-    static func chooseGraphWeight(folder: URL, onEvent: (PipelineEvent) -> Void, shouldStop: () -> Bool) throws -> Double? {
+    static func chooseGraphWeight(folder: URL, onEvent: (PipelineEvent) -> Void,
+                                  shouldStop: () -> Bool) throws -> (weight: Double, byHistory: GraphWeights)? {
         let trained = try TrainedModel.load(folder: folder)
         let examples = SplitExamples(trained.dataset).valid
-        guard !examples.isEmpty else { return 0 }
+        guard !examples.isEmpty else { return (0, GraphWeights(0)) }
         let norm = trained.spec.normalization ?? defaultNormalization
         var scored: [(truth: Int, scores: CandidateScores)] = []
+        var touched: [Bool] = []
         var stopped = false
         func progress(_ done: Int, _ total: Int) -> Bool {
             onEvent(.calibrating(done: done, total: total))
@@ -525,13 +540,16 @@ extension Pipeline {
             _ = try trained.recommender.rank(
                 dataset: trained.dataset, examples: examples, seed: trained.spec.training.seed,
                 historyLength: trained.spec.training.historyLength, normalization: norm, graph: trained.graph,
-                answer: { ex, candidates, scores in scored.append((candidates.firstIndex(of: ex.target)!, scores)) },
+                answer: { ex, candidates, scores in
+                    scored.append((candidates.firstIndex(of: ex.target)!, scores))
+                    touched.append(trained.dataset.touchedBefore(ex, anyOf: candidates))
+                },
                 progress: progress)
         }
         guard !stopped else { return nil }
-        let choice = GraphPrior.choose(scored, normalization: norm)
+        let choice = GraphPrior.choose(scored, touched: touched, normalization: norm)
         onEvent(.graphWeight(choice))
-        return choice.weight
+        return (choice.weight, choice.byHistory)
     }
 }
 

@@ -89,6 +89,10 @@ final class PipelineCommandTests: XCTestCase {
         let spec = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("tmf.json"))) as? [String: Any])
         let weight = try XCTUnwrap(spec["graphWeight"] as? Double)
         XCTAssertTrue(GraphPrior.weights.contains(weight), "\(weight)")
+        // And one weight per kind of example (the user touched a candidate before, or not).
+        let byHistory = try XCTUnwrap(spec["graphWeights"] as? [String: Double])
+        XCTAssertEqual(Set(byHistory.keys), ["touched", "untouched"])
+        XCTAssertTrue(byHistory.values.allSatisfy { GraphPrior.weights.contains($0) }, "\(byHistory)")
         // --graph-weight 0 ranks by the LLM alone; bad weights are refused.
         for w in ["0", "16"] {
             let ranked = try runTMF(["eval", model.path, "--rank", "--graph-weight", w, "--limit", "4", "--quiet", "--threads", "1"])
@@ -179,6 +183,7 @@ final class PipelineCommandTests: XCTestCase {
         XCTAssertEqual(try runTMF(trainArguments(s, out: straight, steps: 5) + ["--graph-weight", "0.5"]).status, 0)
         let straightSpec = try JSONSerialization.jsonObject(with: Data(contentsOf: straight.appendingPathComponent("tmf.json"))) as? [String: Any]
         XCTAssertEqual(straightSpec?["graphWeight"] as? Double, 0.5, "a given --graph-weight is kept as is")
+        XCTAssertNil(straightSpec?["graphWeights"], "and holds for both kinds of example")
         let straightRecords = try loggedRecords(straight)
         XCTAssertEqual(straightRecords.count, 1 + 5 + 1)
         try assertStopsAndResumes(s, signal: SIGINT, out: s.root.appendingPathComponent("split"), matching: straightRecords)

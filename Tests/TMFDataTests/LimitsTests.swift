@@ -120,6 +120,27 @@ final class DataLimitsTests: XCTestCase {
         XCTAssertEqual(sets.count, splits.train.count)
     }
 
+    /// Under the protocol's candidate sets (negatives never touched) a user touched one of the
+    /// candidates before exactly when the target repeats a history item; a list of items the user
+    /// touched only later, or never, is untouched.
+    func testTouchedBeforeMatchesTheRepeatsUnderTheProtocol() throws {
+        let dataset = try heavyDataset(events: 20_000)
+        let splits = SplitExamples(dataset)
+        let examples = splits.valid + splits.test + splits.train.prefix(200)
+        var kinds = Set<Bool>()
+        for ex in examples {
+            let set = try dataset.candidates(for: ex, seed: 1)
+            let repeats = (dataset.events(ofUser: ex.user).lowerBound..<ex.event).contains { Int(dataset.eventItems[$0]) == ex.target }
+            XCTAssertEqual(dataset.touchedBefore(ex, anyOf: set), repeats)
+            kinds.insert(repeats)
+            let later = (ex.event..<dataset.events(ofUser: ex.user).upperBound).map { Int(dataset.eventItems[$0]) }
+            let before = Set((dataset.events(ofUser: ex.user).lowerBound..<ex.event).map { Int(dataset.eventItems[$0]) })
+            XCTAssertFalse(dataset.touchedBefore(ex, anyOf: later.filter { !before.contains($0) }))
+        }
+        XCTAssertEqual(kinds, [true, false])
+        XCTAssertFalse(dataset.touchedBefore(examples[0], anyOf: []))
+    }
+
     func testLinearRepeatRateAndCandidatesMatchThePlainDefinitions() throws {
         let dataset = try heavyDataset(events: 20_000)
         let splits = SplitExamples(dataset)

@@ -51,6 +51,57 @@ final class GraphPriorTests: XCTestCase {
         XCTAssertEqual(GraphPrior.weights.first, 0)
     }
 
+    /// Each kind of example (the user touched a candidate before, or not) gets the weight best for
+    /// it when validation has at least `minimumGroup` of it, else the overall weight.
+    func testChooseWeightsByHistory() {
+        // Touched examples: the graph right, the LLM wrong; untouched ones: the LLM right, the
+        // graph wrong (as MBHT on Retailrocket's new items).
+        let graphRight = (truth: 1, scores: CandidateScores(logLikelihoods: [-1, -1.2], tokenCounts: [1, 1], graphScores: [0, 3]))
+        let llmRight = (truth: 0, scores: CandidateScores(logLikelihoods: [-1, -1.5], tokenCounts: [1, 1], graphScores: [0, 5]))
+        let n = GraphPrior.minimumGroup
+        let weights: [Double] = [0, 0.25, 1, 16]
+        var scored = Array(repeating: graphRight, count: n + 10) + Array(repeating: llmRight, count: n)
+        var touched = Array(repeating: true, count: n + 10) + Array(repeating: false, count: n)
+        var choice = GraphPrior.choose(scored, touched: touched, normalization: .sum, weights: weights)
+        XCTAssertEqual(choice.weight, 0.25, "overall: the touched majority wins, from weight 0.25 on")
+        XCTAssertEqual(choice.byHistory, GraphWeights(touched: 0.25, untouched: 0))
+        XCTAssertEqual([choice.touchedCount, choice.untouchedCount], [n + 10, n])
+        XCTAssertEqual(choice.combined.hits1, 2 * n + 10, "each kind at its own weight: every example right")
+        XCTAssertEqual(choice.chosen.hits1, n + 10)
+        // Too few untouched examples for a weight of their own: the overall weight.
+        scored = Array(scored.prefix(n + 10)) + Array(repeating: llmRight, count: n - 1)
+        touched = Array(touched.prefix(n + 10)) + Array(repeating: false, count: n - 1)
+        choice = GraphPrior.choose(scored, touched: touched, normalization: .sum, weights: weights)
+        XCTAssertEqual(choice.byHistory, GraphWeights(touched: 0.25, untouched: 0.25))
+        XCTAssertEqual(choice.untouchedCount, n - 1)
+        // No flags: every example is untouched.
+        choice = GraphPrior.choose(Array(repeating: llmRight, count: n), normalization: .sum, weights: weights)
+        XCTAssertEqual(choice.byHistory, GraphWeights(0))
+        XCTAssertEqual([choice.touchedCount, choice.untouchedCount], [0, n])
+        XCTAssertEqual(GraphWeights(touched: 2, untouched: 0.5)(touched: true), 2)
+        XCTAssertEqual(GraphWeights(touched: 2, untouched: 0.5)(touched: false), 0.5)
+        XCTAssertFalse(GraphWeights(0).usesGraph)
+        XCTAssertTrue(GraphWeights(touched: 0, untouched: 0.125).usesGraph)
+    }
+
+    /// tmf.json's weights: `--graph-weight` overrides both; folders from before the weights by
+    /// history use `graphWeight` for both; neither: the LLM alone.
+    func testRankingWeightsFromSpec() throws {
+        let s = try TinySetup(seed: 9)
+        var spec = ModelSpec(dataset: "shop", datasetFingerprint: "f", llm: "llm", clip: "clip", modalities: .full,
+                             lora: s.recommender.lora.configuration, fusion: s.recommender.fusion.configuration,
+                             training: TrainingParameters(), graph: Pipeline.graphConfiguration(TinySetup.dataset, length: 40),
+                             graphTraining: MBHTTrainingParameters(), behaviors: ["view"], target: "view", specialTokens: [:])
+        XCTAssertEqual(spec.rankingWeights(), GraphWeights(0))
+        spec.graphWeight = 2
+        XCTAssertEqual(spec.rankingWeights(), GraphWeights(2))
+        spec.graphWeights = GraphWeights(touched: 4, untouched: 0.25)
+        XCTAssertEqual(spec.rankingWeights(), GraphWeights(touched: 4, untouched: 0.25))
+        XCTAssertEqual(spec.rankingWeights(override: 0), GraphWeights(0))
+        let decoded = try JSONDecoder().decode(ModelSpec.self, from: JSONEncoder().encode(spec))
+        XCTAssertEqual(decoded.graphWeights, spec.graphWeights)
+    }
+
     /// `rank` with MBHT attaches MBHT's own scores of each candidate set (the `--baseline mbht`
     /// history) and ranks by the combined score.
     func testRankWithGraphPrior() throws {
@@ -58,13 +109,15 @@ final class GraphPriorTests: XCTestCase {
         let data = TinySetup.dataset
         let graph = try MBHTModel(configuration: Pipeline.graphConfiguration(data, length: 40), seed: 3)
         let examples = Array(s.splits.valid.prefix(6))
+        let weights = GraphWeights(touched: 2, untouched: 0.5)
         var seen: [(Example, [Int], CandidateScores)] = []
         let metrics = try s.recommender.rank(dataset: data, examples: examples, seed: 42, historyLength: 3, normalization: .sum,
-                                             graph: graph, graphWeight: 2, batchSize: 4) { seen.append(($0, $1, $2)) }
+                                             graph: graph, graphWeights: weights, batchSize: 4) { seen.append(($0, $1, $2)) }
         XCTAssertEqual(seen.count, 6)
         let reference = try Pipeline.graphExamples(data, examples: examples, seed: 42, length: 40)
         let graphScores = try graph.scores(histories: reference.map(\.history), candidates: reference.map(\.candidates))
         var expected = RankMetrics()
+        var kinds = Set<Bool>()
         for (i, (ex, candidates, scores)) in seen.enumerated() {
             XCTAssertEqual(candidates, reference[i].candidates)
             // Equal up to summation order: `rank` scores 4 examples at a time and the reference
@@ -72,9 +125,15 @@ final class GraphPriorTests: XCTestCase {
             let got = try XCTUnwrap(scores.graphScores)
             XCTAssertEqual(got.count, graphScores[i].count)
             for (a, b) in zip(got, graphScores[i]) { XCTAssertEqual(a, Double(b), accuracy: 1e-6) }
-            expected.add(rank: rankOf(truth: candidates.firstIndex(of: ex.target)!, scores: scores.scores(.sum, graphWeight: 2)))
+            // The weight of the example's kind: the user touched one of its candidates before, or not.
+            let history = Set(data.history(of: ex, maxLength: 1_000_000).map(\.item))
+            let touched = candidates.contains { history.contains($0) }
+            XCTAssertEqual(data.touchedBefore(ex, anyOf: candidates), touched)
+            kinds.insert(touched)
+            expected.add(rank: rankOf(truth: candidates.firstIndex(of: ex.target)!, scores: scores.scores(.sum, graphWeight: weights(touched: touched))))
         }
         XCTAssertEqual(metrics, expected)
+        XCTAssertEqual(kinds, [true, false], "the examples hold both kinds")
         // The LLM's part is the same as without the graph.
         var plain: [CandidateScores] = []
         _ = try s.recommender.rank(dataset: data, examples: examples, seed: 42, historyLength: 3, normalization: .sum,
