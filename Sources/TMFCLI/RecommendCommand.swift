@@ -223,8 +223,7 @@ struct RecommendCommand: ParsableCommand {
                     generated = r.generate(encoded, level: level, constraints: tries).map { r.encoder.tokenizer.decode($0) }
                 }
                 for (i, q) in chunk.enumerated() {
-                    // The weight for a user who touched one of the candidates before, or not.
-                    let weight = weights(touched: sets[i].contains { q.items.contains($0) })
+                    let weight = weights(candidates: sets[i], history: q.items)
                     let probabilities = scored[i].probabilities(norm, graphWeight: weight)
                     var order = rankedCandidates(scored[i].scores(norm, graphWeight: weight))
                     if let text = generated[i] {

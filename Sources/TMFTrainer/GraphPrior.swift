@@ -123,6 +123,11 @@ public struct GraphWeights: Codable, Sendable, Equatable {
     /// The weight for a request of that kind.
     public func callAsFunction(touched: Bool) -> Double { touched ? self.touched : untouched }
 
+    /// The weight for ranking `candidates` for a user whose history holds `history`.
+    public func callAsFunction(candidates: [Int], history: Set<Int>) -> Double {
+        self(touched: candidates.contains { history.contains($0) })
+    }
+
     /// Whether MBHT's scores are needed at all.
     public var usesGraph: Bool { touched > 0 || untouched > 0 }
 }

@@ -80,6 +80,10 @@ final class GraphPriorTests: XCTestCase {
         XCTAssertEqual([choice.touchedCount, choice.untouchedCount], [0, n])
         XCTAssertEqual(GraphWeights(touched: 2, untouched: 0.5)(touched: true), 2)
         XCTAssertEqual(GraphWeights(touched: 2, untouched: 0.5)(touched: false), 0.5)
+        // `tmf recommend`'s kind: whether the request's history holds a candidate.
+        XCTAssertEqual(GraphWeights(touched: 2, untouched: 0.5)(candidates: [4, 9, 1], history: [7, 9]), 2)
+        XCTAssertEqual(GraphWeights(touched: 2, untouched: 0.5)(candidates: [4, 1], history: [7, 9]), 0.5)
+        XCTAssertEqual(GraphWeights(touched: 2, untouched: 0.5)(candidates: [4], history: []), 0.5)
         XCTAssertFalse(GraphWeights(0).usesGraph)
         XCTAssertTrue(GraphWeights(touched: 0, untouched: 0.125).usesGraph)
     }
@@ -107,13 +111,17 @@ final class GraphPriorTests: XCTestCase {
     func testRankWithGraphPrior() throws {
         let s = try TinySetup(seed: 9)
         let data = TinySetup.dataset
-        let graph = try MBHTModel(configuration: Pipeline.graphConfiguration(data, length: 40), seed: 3)
-        let examples = Array(s.splits.valid.prefix(6))
-        let weights = GraphWeights(touched: 2, untouched: 0.5)
+        // Larger initial weights than training starts from, so that MBHT's scores differ enough
+        // between candidates for its weight to change rankings.
+        var configuration = Pipeline.graphConfiguration(data, length: 40)
+        configuration.initializerRange = 0.5
+        let graph = try MBHTModel(configuration: configuration, seed: 3)
+        let examples = Array(s.splits.valid.prefix(12))
+        let weights = GraphWeights(touched: 16, untouched: 0)
         var seen: [(Example, [Int], CandidateScores)] = []
         let metrics = try s.recommender.rank(dataset: data, examples: examples, seed: 42, historyLength: 3, normalization: .sum,
                                              graph: graph, graphWeights: weights, batchSize: 4) { seen.append(($0, $1, $2)) }
-        XCTAssertEqual(seen.count, 6)
+        XCTAssertEqual(seen.count, examples.count)
         let reference = try Pipeline.graphExamples(data, examples: examples, seed: 42, length: 40)
         let graphScores = try graph.scores(histories: reference.map(\.history), candidates: reference.map(\.candidates))
         var expected = RankMetrics()
@@ -134,6 +142,12 @@ final class GraphPriorTests: XCTestCase {
         }
         XCTAssertEqual(metrics, expected)
         XCTAssertEqual(kinds, [true, false], "the examples hold both kinds")
+        // Each kind's weight matters here: either weight for both kinds ranks otherwise.
+        for both in [GraphWeights(16), GraphWeights(0)] {
+            let other = try s.recommender.rank(dataset: data, examples: examples, seed: 42, historyLength: 3, normalization: .sum,
+                                               graph: graph, graphWeights: both, batchSize: 4)
+            XCTAssertNotEqual(other, metrics, "\(both)")
+        }
         // The LLM's part is the same as without the graph.
         var plain: [CandidateScores] = []
         _ = try s.recommender.rank(dataset: data, examples: examples, seed: 42, historyLength: 3, normalization: .sum,
